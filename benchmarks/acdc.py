@@ -1,0 +1,149 @@
+"""Accuracy on ACDC cardiac MRI with real scribbles (WSL4MIS protocol), one row per method.
+
+Profiles (the budget is written into the JSON and is the same for every method):
+- ``cpu``: fold 1, slices resized to 128x128, batch 8, 2000 iterations, poly lr 0.01.
+- ``paper``: folds 1..5, 256x256, batch 12, 60000 iterations (a GPU job).
+
+Regularized methods (``gd``, ``adm``, ``trust_region``) start from the pCE
+network of the same fold and budget (pCE pretraining shared), then train for
+the same number of iterations again. Finished runs are reused: each method's
+run folder is kept under ``--runs`` and a method with a finished run is read
+back, not retrained (``--fresh`` retrains).
+
+    python benchmarks/acdc.py --profile cpu [--methods pce,full] [--quick] [--json PATH]
+"""
+
+import json
+import os
+import time
+
+import common
+
+PROFILES = {
+    "cpu": dict(folds=[1], size=128, batch=8, iterations=2000, steps_per_epoch=200,
+                learning_rate=0.01),
+    "paper": dict(folds=[1, 2, 3, 4, 5], size=256, batch=12, iterations=60000,
+                  steps_per_epoch=2000, learning_rate=0.01),
+}
+QUICK = dict(iterations=20, steps_per_epoch=10)
+# Method name in the table -> overrides of the training config.
+METHODS = {
+    "pce": {"method": "pce"},
+    "full": {"method": "full"},
+    "grid_gd": {"method": "gd", "gd.regularizer": "grid"},
+    "dense_gd": {"method": "gd", "gd.regularizer": "dense"},
+}
+FINETUNED = {"grid_gd", "dense_gd", "adm", "trust_region"}
+DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
+                            "data", "acdc", "ACDC_training_volumes")
+
+
+def budget_of(args):
+    budget = dict(PROFILES[args.profile])
+    if args.quick:
+        budget.update(QUICK)
+    return budget
+
+
+def method_config(name, budget, fold, data_path, runs, init_from=None):
+    from keras_regseg.training.config import TrainConfig
+
+    config = TrainConfig.from_yaml(os.path.join(os.path.dirname(__file__), "..", "configs",
+                                                "pce_acdc.yaml"))
+    overrides = {
+        "output": os.path.join(runs, f"fold{fold}", name),
+        "data.path": data_path, "data.fold": fold, "data.size": budget["size"],
+        "training.iterations": budget["iterations"],
+        "training.steps_per_epoch": budget["steps_per_epoch"],
+        "training.batch_size": budget["batch"],
+        "optimizer.learning_rate": budget["learning_rate"],
+        "training.init_from": init_from,
+    }
+    overrides.update(METHODS[name])
+    return config.override(source=f"benchmarks/acdc.py ({name})", **overrides)
+
+
+def finished_metrics(output):
+    path = os.path.join(output, "metrics.json")
+    if not os.path.exists(os.path.join(output, "model.keras")) or not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("final")
+
+
+def run_method(name, budget, fold, args, data):
+    from keras_regseg.training.trainer import train
+
+    init_from = None
+    if name in FINETUNED:
+        pce_dir = os.path.join(args.runs, f"fold{fold}", "pce")
+        run_method("pce", budget, fold, args, data)
+        init_from = os.path.join(pce_dir, "model.keras")
+    config = method_config(name, budget, fold, args.data_path, args.runs, init_from)
+    metrics = None if args.fresh else finished_metrics(config.output)
+    if metrics is None:
+        print(f"== training {name} (fold {fold}) in {config.output}", flush=True)
+        metrics = train(config, data=data, verbose=2).metrics
+    return metrics
+
+
+def row_of(metrics):
+    names = {"rv": "dice_per_class/RV", "myo": "dice_per_class/Myo", "lv": "dice_per_class/LV"}
+    row = {"mean_dice": metrics.get("mean_dice"), "hd95": metrics.get("hd95"),
+           "potts_energy": metrics.get("potts_energy"), "wall_s": metrics.get("wall_s")}
+    for short, key in names.items():
+        row[f"dice_{short}"] = metrics.get(key)
+    return row
+
+
+def mean_rows(rows):
+    keys = rows[0].keys()
+    return {k: (sum(r[k] for r in rows) / len(rows) if all(r[k] is not None for r in rows) else None)
+            for k in keys}
+
+
+def main():
+    parser = common.parser(__doc__.split("\n")[0])
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
+    parser.add_argument("--methods", default="pce,full",
+                        help=f"comma-separated, among {', '.join(METHODS)}")
+    parser.add_argument("--data-path", default=DEFAULT_DATA, help="folder of the ACDC h5 volumes")
+    parser.add_argument("--runs", default=None, help="run folders (default runs/bench_acdc_<profile>)")
+    parser.add_argument("--fresh", action="store_true", help="retrain even if a finished run exists")
+    args = parser.parse_args()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; expected among {', '.join(METHODS)}")
+    budget = budget_of(args)
+    args.runs = args.runs or os.path.join("runs", f"bench_acdc_{args.profile}" + ("_quick" if args.quick else ""))
+    from keras_regseg.training.config import DataConfig
+    from keras_regseg.training.data_setup import build_training_data
+
+    results = {}
+    for fold in budget["folds"][:1] if args.quick else budget["folds"]:
+        data_config = DataConfig(name="acdc", path=args.data_path, fold=fold, size=budget["size"])
+        started = time.time()
+        data = build_training_data(data_config)
+        print(f"loaded fold {fold} in {time.time() - started:.1f} s: {len(data.train)} training slices, "
+              f"{len(data.volumes)} test volumes", flush=True)
+        for name in methods:
+            results.setdefault(name, []).append(row_of(run_method(name, budget, fold, args, data)))
+
+    table = {name: mean_rows(rows) for name, rows in results.items()}
+    columns = ["mean_dice", "dice_rv", "dice_myo", "dice_lv", "hd95", "potts_energy", "wall_s"]
+    common.print_table(["method"] + columns,
+                       [[name] + ["-" if row[c] is None else row[c] for c in columns]
+                        for name, row in table.items()])
+    common.write_json(args.json, {
+        "profile": args.profile, "quick": args.quick,
+        "budget": {"iterations": budget["iterations"], "batch": budget["batch"],
+                   "size": budget["size"], "fold": budget["folds"],
+                   "learning_rate": budget["learning_rate"], "schedule": "poly 0.9",
+                   "finetuned_methods_start_from": "pce"},
+        "methods": table,
+    })
+
+
+if __name__ == "__main__":
+    main()

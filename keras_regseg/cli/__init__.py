@@ -1,0 +1,1 @@
+"""Command-line entry points (``keras-regseg-train``, ``-evaluate``, ``-export``)."""

@@ -1,0 +1,77 @@
+"""``python train.py`` / ``keras-regseg-train``: train one method from a config.
+
+Examples::
+
+    python train.py                                   # pCE on the built-in synthetic data
+    python train.py --method gd --config configs/gd_grid_acdc.yaml --data-path ../shared/data/acdc
+    python train.py --config configs/pce_acdc.yaml --epochs 3 --output runs/try
+
+Flags override the YAML file; the YAML file overrides the built-in defaults.
+Rerunning the same command resumes an interrupted run from its last epoch.
+"""
+
+import argparse
+import os
+import sys
+
+from keras_regseg.training.config import DATASETS, METHODS, ConfigError, TrainConfig
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-regseg-train", description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.split("\n")[2:]))
+    parser.add_argument("--method", choices=METHODS, help="training method (default: pce)")
+    parser.add_argument("--config", help="YAML file with any of the config keys")
+    parser.add_argument("--data", choices=DATASETS, help="dataset (default: synthetic)")
+    parser.add_argument("--data-path", help="folder of the dataset (ACDC h5 folder, VOC root)")
+    parser.add_argument("--fold", type=int, help="ACDC cross-validation fold, 1..5")
+    parser.add_argument("--epochs", type=int,
+                        help="number of epochs (iterations = epochs x steps per epoch)")
+    parser.add_argument("--steps-per-epoch", type=int, help="optimizer steps per epoch")
+    parser.add_argument("--iterations", type=int, help="total optimizer steps (alternative to --epochs)")
+    parser.add_argument("--batch-size", type=int, help="images per step")
+    parser.add_argument("--learning-rate", type=float, help="initial learning rate")
+    parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument("--deterministic", action="store_true", default=None,
+                        help="deterministic TensorFlow ops (bit-identical CPU runs)")
+    parser.add_argument("--output", help="run folder (default: runs/<method>_<data>)")
+    return parser
+
+
+def config_from_args(args):
+    """The :class:`TrainConfig` of parsed command-line ``args``."""
+    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    steps = args.steps_per_epoch or config.training.steps_per_epoch
+    iterations = args.iterations
+    if args.epochs is not None:
+        if iterations is not None:
+            raise ConfigError("--epochs and --iterations both given; use one of them.")
+        iterations = args.epochs * steps
+    return config.override(**{
+        "method": args.method, "output": args.output, "data.name": args.data,
+        "data.path": args.data_path, "data.fold": args.fold,
+        "training.iterations": iterations, "training.steps_per_epoch": args.steps_per_epoch,
+        "training.batch_size": args.batch_size, "training.seed": args.seed,
+        "training.deterministic": args.deterministic,
+        "optimizer.learning_rate": args.learning_rate,
+    })
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from keras_regseg.training.trainer import train  # TensorFlow loads only after the flags are valid
+
+    train(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Datasets, weak-label tools and the tf.data pipeline.
+
+>>> from keras_regseg.data import SyntheticShapes, make_training_dataset
+>>> images, y_true = next(iter(make_training_dataset(SyntheticShapes(8, size=32), batch_size=4, seed=0)))
+>>> tuple(images.shape), tuple(y_true.shape)
+((4, 32, 32, 1), (4, 32, 32, 2))
+"""
+
+from keras_regseg.data import spec
+from keras_regseg.data.acdc import ACDCSlices, ACDCVolumes, fold_patients
+from keras_regseg.data.augment import Augmentation, augment_sample
+from keras_regseg.data.base import InMemorySource, SegmentationSource, tags_from_labels
+from keras_regseg.data.pipeline import make_eval_dataset, make_training_dataset
+from keras_regseg.data.synthetic import SPLITS, SyntheticShapes
+from keras_regseg.data.voc import VOC_CLASS_NAMES, VOCFolder
+from keras_regseg.data.weak_labels import (scribbles_from_mask, shorten_scribbles,
+                                           size_bits_from_mask, tags_from_mask)

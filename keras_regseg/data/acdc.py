@@ -1,0 +1,324 @@
+"""ACDC cardiac MRI volumes with scribbles, in the WSL4MIS h5 format.
+
+A folder of ``patientNNN_frameMM.h5`` files, each holding three (Z, H, W)
+datasets: ``image`` float32 in [0, 1], ``label`` uint8 (0 background, 1 RV,
+2 Myo, 3 LV) and ``scribble`` uint16 with 4 = unannotated (read as
+:data:`~keras_regseg.data.spec.IGNORE_INDEX`).
+
+The standard protocol is 5-fold cross-validation by patient: fold ``k`` tests
+patients ``20(k-1)+1 .. 20k`` and trains on the other 80. :class:`ACDCSlices`
+gives the 2D training slices, resized to a square with nearest-neighbour zoom
+(``scipy.ndimage.zoom(order=0)``, for images too, as WSL4MIS does) and held in
+memory; :class:`ACDCVolumes` gives whole volumes at native size for 3D
+evaluation.
+
+>>> import os, tempfile
+>>> import h5py, numpy as np
+>>> folder = tempfile.mkdtemp()
+>>> for patient in (1, 21):
+...     with h5py.File(os.path.join(folder, f"patient{patient:03d}_frame01.h5"), "w") as f:
+...         _ = f.create_dataset("image", data=np.zeros((2, 8, 6), "float32"))
+...         _ = f.create_dataset("label", data=np.ones((2, 8, 6), "uint8"))
+...         _ = f.create_dataset("scribble", data=np.full((2, 8, 6), 4, "uint16"))
+>>> train = ACDCSlices(folder, fold=1, split="train", size=16, progress=False)
+>>> train.ids(), train.images.shape
+(['patient021_frame01_s00', 'patient021_frame01_s01'], (2, 16, 16, 1))
+>>> volume = ACDCVolumes(folder, fold=1, split="test")[0]
+>>> volume["id"], volume["label"].shape, int(volume["scribble"].max())
+('patient001_frame01', (2, 8, 6), 255)
+"""
+
+import os
+import re
+
+import h5py
+import numpy as np
+import scipy.ndimage
+import tensorflow as tf
+import tqdm
+
+from keras_regseg.data.base import SegmentationSource
+from keras_regseg.data.spec import IGNORE_INDEX
+from keras_regseg.data.weak_labels import shorten_scribbles
+
+ACDC_CLASS_NAMES = ("background", "RV", "Myo", "LV")
+ACDC_NUM_CLASSES = 4
+ACDC_UNANNOTATED = 4
+"""Scribble value of unannotated pixels in the WSL4MIS files."""
+
+NUM_FOLDS, PATIENTS_PER_FOLD = 5, 20
+_FILE_PATTERN = re.compile(r"patient(\d{3})_frame(\d{2})\.h5")
+_DATASETS = ("image", "label", "scribble")
+_PROGRESS_MIN_FILES = 20
+
+
+def fold_patients(fold):
+    """``(train, test)`` sorted patient numbers of cross-validation ``fold`` (1..5).
+
+    >>> train, test = fold_patients(2)
+    >>> test[0], test[-1], len(train)
+    (21, 40, 80)
+    """
+    if fold not in range(1, NUM_FOLDS + 1):
+        raise ValueError(f"fold must be in 1..{NUM_FOLDS}; got {fold!r}.")
+    test = list(range(PATIENTS_PER_FOLD * (fold - 1) + 1, PATIENTS_PER_FOLD * fold + 1))
+    train = [p for p in range(1, NUM_FOLDS * PATIENTS_PER_FOLD + 1) if p not in test]
+    return train, test
+
+
+def list_volume_files(folder, fold, split):
+    """Sorted h5 paths of the patients of ``split`` ("train" or "test") in ``fold``."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test'; got {split!r}.")
+    train, test = fold_patients(fold)
+    if folder is None or not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"ACDC folder {folder} not found; expected a folder of WSL4MIS "
+            "patientNNN_frameMM.h5 files (ACDC_training_volumes).")
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".h5"))
+    if not names:
+        raise FileNotFoundError(f"ACDC folder {folder} holds no .h5 files.")
+    odd = [n for n in names if not _FILE_PATTERN.fullmatch(n)]
+    if odd:
+        raise ValueError(f"{os.path.join(folder, odd[0])}: file name does not match "
+                         "patientNNN_frameMM.h5.")
+    wanted = set(train if split == "train" else test)
+    chosen = [os.path.join(folder, n) for n in names
+              if int(_FILE_PATTERN.fullmatch(n).group(1)) in wanted]
+    if not chosen:
+        raise FileNotFoundError(
+            f"ACDC folder {folder} holds no volume of the {split} patients of fold {fold} "
+            f"(patients {min(wanted):03d}..{max(wanted):03d}"
+            + (", minus the test ones" if split == "train" else "") + ").")
+    return chosen
+
+
+def read_raw_volume(path):
+    """The three datasets of one h5 file, checked, in their stored dtypes.
+
+    Raises ``ValueError`` naming the file for a missing dataset, mismatched
+    shapes or values out of range (image outside [0, 1], label outside 0..3,
+    scribble outside 0..4).
+    """
+    with h5py.File(path, "r") as f:
+        missing = [name for name in _DATASETS if name not in f]
+        if missing:
+            raise ValueError(f"{path}: no dataset {missing[0]!r}; expected datasets "
+                             f"{', '.join(_DATASETS)}.")
+        arrays = {name: f[name][()] for name in _DATASETS}
+    shapes = {name: a.shape for name, a in arrays.items()}
+    if len(set(shapes.values())) != 1 or arrays["image"].ndim != 3:
+        raise ValueError(f"{path}: datasets must share one (Z, H, W) shape; got "
+                         + ", ".join(f"{n} {s}" for n, s in shapes.items()) + ".")
+    image = arrays["image"].astype(np.float32, copy=False)
+    low, high = image.min(), image.max()
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(f"{path}: image values must be finite; "
+                         f"{int((~np.isfinite(image)).sum())} are NaN or infinite.")
+    if low < 0 or high > 1:
+        raise ValueError(f"{path}: image values must be in [0, 1]; got [{low}, {high}].")
+    for name, top in (("label", ACDC_NUM_CLASSES - 1), ("scribble", ACDC_UNANNOTATED)):
+        values = arrays[name]
+        if values.min() < 0 or values.max() > top:
+            raise ValueError(f"{path}: {name} values must be in 0..{top}; got "
+                             f"{values.min()}..{values.max()}.")
+    return image, arrays["label"], arrays["scribble"]
+
+
+def scribble_to_labels(scribble, dtype=np.int32):
+    """Scribble values as class indices with 4 (unannotated) -> IGNORE_INDEX."""
+    return np.where(scribble == ACDC_UNANNOTATED, IGNORE_INDEX, scribble).astype(dtype)
+
+
+def volume_id(path):
+    """``patientNNN_frameMM`` of an h5 path."""
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def read_volume(path):
+    """One h5 file as ``{"id", "image", "label", "scribble"}``, arrays of shape (Z, H, W).
+
+    ``image`` is float32, ``label`` and ``scribble`` int32.
+
+    Scribble value 4 becomes IGNORE_INDEX. Errors as :func:`read_raw_volume`.
+    """
+    image, label, scribble = read_raw_volume(path)
+    return {"id": volume_id(path), "image": image, "label": label.astype(np.int32),
+            "scribble": scribble_to_labels(scribble)}
+
+
+def _progress(paths, progress, description):
+    """``paths`` wrapped in a tqdm bar when asked, or by default when there are many."""
+    show = len(paths) >= _PROGRESS_MIN_FILES if progress is None else progress
+    return tqdm.tqdm(paths, desc=description, unit="volume", disable=not show)
+
+
+def _square_size(size):
+    if isinstance(size, (int, np.integer)) and size > 0:
+        return int(size), int(size)
+    if (isinstance(size, (tuple, list)) and len(size) == 2
+            and all(isinstance(s, (int, np.integer)) and s > 0 for s in size)):
+        return int(size[0]), int(size[1])
+    raise ValueError(f"size must be a positive int or an (height, width) pair; got {size!r}.")
+
+
+def zoom_nearest(volume, size):
+    """Resize the last two axes of (Z, H, W) ``volume`` to ``size`` like ``zoom(order=0)``.
+
+    Order-0 zoom picks, per axis, one source index for each output index. The
+    index maps come from ``scipy.ndimage.zoom`` itself (applied to ``arange``),
+    so the result is identical to zooming each slice, and a gather with them is
+    several times faster than zooming the volume. Identical includes scipy's
+    quirk: for some sizes float rounding puts the last output row or column
+    just outside the input, and zoom fills it with 0.
+
+    >>> volume = np.arange(2 * 5 * 3).reshape(2, 5, 3)
+    >>> bool(np.array_equal(zoom_nearest(volume, (7, 4)),
+    ...                     scipy.ndimage.zoom(volume, (1, 7 / 5, 4 / 3), order=0)))
+    True
+    """
+    # Source indices + 1, so that zoom's out-of-bounds fill (0) becomes index -1.
+    rows, cols = (scipy.ndimage.zoom(np.arange(1, n + 1, dtype=np.float64), out / n,
+                                     order=0).astype(np.intp) - 1
+                  for n, out in zip(volume.shape[1:], size))
+    zoomed = volume[:, np.maximum(rows, 0)[:, None], np.maximum(cols, 0)[None, :]]
+    zoomed[:, (rows < 0)[:, None] | (cols < 0)[None, :]] = 0
+    return zoomed
+
+
+def _num_slices(path):
+    """Z of a volume, from the h5 metadata (no decompression)."""
+    with h5py.File(path, "r") as f:
+        if "image" not in f:
+            raise ValueError(f"{path}: no dataset 'image'; expected datasets "
+                             f"{', '.join(_DATASETS)}.")
+        return f["image"].shape[0]
+
+
+class ACDCSlices(SegmentationSource):
+    """The 2D slices of one fold's ``split``, resized to ``size`` and held in memory.
+
+    Samples: ``image`` float32 ``[h, w, 1]``, ``weak_label`` (scribble, unannotated
+    -> IGNORE_INDEX), ``dense_label`` (ground truth), ``tags`` (classes of the
+    ground truth) and ``id`` ``"patient001_frame01_s03"`` (slice 3).
+    Labels are stored as uint8 (a quarter of int32's memory) and returned as int32.
+
+    Args:
+        folder: the folder of h5 volumes (e.g. ``.../ACDC_training_volumes``).
+        fold: cross-validation fold, 1..5.
+        split: ``"train"`` (80 patients) or ``"test"`` (20 patients).
+        size: side of the square slices (int) or ``(height, width)``.
+        progress: show a progress bar; ``None`` shows one when loading many files.
+        scribble_ratio: fraction of each scribble's length kept (1 = all, 0 = one click
+            per scribble), by :func:`~keras_regseg.data.weak_labels.shorten_scribbles`
+            on the native-size slices.
+    """
+
+    num_classes = ACDC_NUM_CLASSES
+    channels = 1
+    class_names = ACDC_CLASS_NAMES
+
+    def __init__(self, folder, fold=1, split="train", size=256, progress=None, scribble_ratio=1.0):
+        if not 0 <= scribble_ratio <= 1:
+            raise ValueError(f"scribble_ratio must be in [0, 1]; got {scribble_ratio!r}.")
+        self.folder, self.fold, self.split = folder, fold, split
+        self.size = _square_size(size)
+        self.scribble_ratio = float(scribble_ratio)
+        paths = list_volume_files(folder, fold, split)
+        # Allocate once (slice counts come from the h5 metadata) and fill volume by volume:
+        # no second copy of the data as concatenating per-volume arrays would make.
+        total = sum(_num_slices(p) for p in paths)
+        self.images = np.empty((total, *self.size, 1), np.float32)
+        self.weak_labels = np.empty((total, *self.size), np.uint8)
+        self.dense_labels = np.empty((total, *self.size), np.uint8)
+        self.tags = np.empty((total, self.num_classes), np.float32)
+        self._ids = []
+        start = 0
+        for path in _progress(paths, progress, f"ACDC fold {fold} {split}"):
+            image, label, scribble = read_raw_volume(path)
+            part = slice(start, start + image.shape[0])
+            if part.stop > total:
+                raise ValueError(f"{path} changed while it was being read.")
+            self.images[part, ..., 0] = zoom_nearest(image, self.size)
+            if self.scribble_ratio < 1:
+                scribble = shorten_scribbles(scribble_to_labels(scribble), self.scribble_ratio)
+                self.weak_labels[part] = zoom_nearest(scribble, self.size)
+            else:
+                # Zoom the stored uint16 first: nearest zoom copies values, so mapping
+                # after it gives the same result on fewer pixels.
+                self.weak_labels[part] = scribble_to_labels(zoom_nearest(scribble, self.size),
+                                                            np.uint8)
+            self.dense_labels[part] = zoom_nearest(label, self.size)
+            # Tags: the classes present in each ground-truth slice.
+            self.tags[part] = (self.dense_labels[part, None] == np.arange(
+                self.num_classes)[:, None, None]).any(axis=(2, 3))
+            self._ids.extend(f"{volume_id(path)}_s{z:02d}" for z in range(image.shape[0]))
+            start = part.stop
+
+    def __len__(self):
+        return len(self._ids)
+
+    def ids(self):
+        return list(self._ids)
+
+    def load(self, index):
+        return {
+            "image": self.images[index],
+            "weak_label": self.weak_labels[index].astype(np.int32),
+            "dense_label": self.dense_labels[index].astype(np.int32),
+            "tags": self.tags[index],
+            "id": self._ids[index],
+        }
+
+    def indexed_tf_dataset(self, indices):
+        """Map a ``tf.data.Dataset`` of int64 indices to sample dicts (in-memory gather)."""
+        arrays = {
+            "image": tf.constant(self.images),
+            "weak_label": tf.constant(self.weak_labels),
+            "dense_label": tf.constant(self.dense_labels),
+            "tags": tf.constant(self.tags),
+            "id": tf.constant(self._ids),
+        }
+
+        def gather(index):
+            sample = {key: value[index] for key, value in arrays.items()}
+            for key in ("weak_label", "dense_label"):
+                sample[key] = tf.cast(sample[key], tf.int32)
+            return sample
+
+        return indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def to_tf_dataset(self):
+        return self.indexed_tf_dataset(tf.data.Dataset.range(len(self)))
+
+
+class ACDCVolumes:
+    """Whole volumes of one fold's ``split`` at native size, read on access.
+
+    ``volumes[i]`` (and iteration) gives ``{"id": "patient001_frame01",
+    "image": (Z, H, W) float32, "label": (Z, H, W) int32, "scribble": (Z, H, W)
+    int32}`` with unannotated scribble pixels at IGNORE_INDEX. Arguments as
+    :class:`ACDCSlices`; ``split`` defaults to ``"test"``.
+    """
+
+    num_classes = ACDC_NUM_CLASSES
+    class_names = ACDC_CLASS_NAMES
+
+    def __init__(self, folder, fold=1, split="test"):
+        self.folder, self.fold, self.split = folder, fold, split
+        self.paths = list_volume_files(folder, fold, split)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"volume index {index} out of range for {len(self)} volumes.")
+        return read_volume(self.paths[index])
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def ids(self):
+        """Volume ids (``patientNNN_frameMM``), in index order."""
+        return [os.path.splitext(os.path.basename(p))[0] for p in self.paths]

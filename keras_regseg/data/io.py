@@ -1,0 +1,235 @@
+"""Reading images and label PNGs, with errors that name the file.
+
+Two readers for each kind of file: a numpy one (PIL, for random access) and a
+TensorFlow one (for ``tf.data``, decoding inside the graph from the file
+bytes). Label PNGs are read as *pixel values*: palette indices for palette
+PNGs, grey levels for single-channel PNGs. ``tf.io.decode_png`` expands a
+palette to RGB, so :func:`tf_decode_label_png` maps the colours back to their
+palette indices.
+
+>>> import os, tempfile
+>>> import numpy as np
+>>> from PIL import Image
+>>> path = os.path.join(tempfile.mkdtemp(), "scribble.png")
+>>> write_label_png(path, np.array([[0, 3], [255, 1]]))
+>>> read_label_png(path).tolist()
+[[0, 3], [255, 1]]
+>>> tf_decode_label_png(tf.io.read_file(path), path).numpy().tolist()
+[[0, 3], [255, 1]]
+"""
+
+import struct
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, UnidentifiedImageError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# PNG colour types (IHDR byte 9), see the PNG specification section 11.2.2.
+PNG_GRAY, PNG_RGB, PNG_PALETTE, PNG_GRAY_ALPHA, PNG_RGBA = 0, 2, 3, 4, 6
+_COLOR_TYPE_NAMES = {PNG_GRAY: "greyscale", PNG_RGB: "RGB", PNG_PALETTE: "palette",
+                     PNG_GRAY_ALPHA: "greyscale+alpha", PNG_RGBA: "RGBA"}
+
+# Byte offsets inside a PNG file: 8-byte signature, then the IHDR chunk
+# (4-byte length, "IHDR", width, height, bit depth, colour type, ...).
+_BIT_DEPTH_OFFSET, _COLOR_TYPE_OFFSET = 24, 25
+
+
+def png_header(path):
+    """``(width, height, bit_depth, color_type)`` of a PNG, reading only its first 26 bytes.
+
+    Raises ``ValueError`` naming the file when it is not a PNG.
+    """
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise ValueError(f"{path}: not a PNG file (bad signature or header); "
+                         "label files must be PNG.")
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height, head[_BIT_DEPTH_OFFSET], head[_COLOR_TYPE_OFFSET]
+
+
+def check_label_png(path):
+    """Raise ``ValueError`` naming ``path`` unless it is a palette or single-channel PNG.
+
+    Colour-coded RGB label images are refused: their colours are not class
+    indices. Greyscale PNGs of bit depth 1, 2 or 4 are refused too, because
+    decoders rescale their values to 0..255.
+    """
+    _, _, bit_depth, color_type = png_header(path)
+    if color_type in (PNG_RGB, PNG_RGBA):
+        raise ValueError(
+            f"{path}: label PNG is {_COLOR_TYPE_NAMES[color_type]}; expected a palette (mode P) "
+            "or single-channel PNG whose pixel values are class indices. Convert colour-coded "
+            "labels to indices first.")
+    if color_type in (PNG_GRAY, PNG_GRAY_ALPHA) and bit_depth < 8:
+        raise ValueError(f"{path}: greyscale label PNG of bit depth {bit_depth}; expected 8 or 16 "
+                         "bits (lower depths are rescaled by decoders).")
+    if color_type not in _COLOR_TYPE_NAMES:
+        raise ValueError(f"{path}: unknown PNG colour type {color_type}.")
+
+
+def _open_decoded(path):
+    """A fully decoded PIL image; missing, unreadable or truncated files raise naming ``path``."""
+    try:
+        image = Image.open(path)
+        image.load()  # PIL decodes lazily: force it here so that truncation is caught now.
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"{path}: cannot decode image ({error}); the file is corrupt, "
+                         "truncated or not an image.") from error
+    return image
+
+
+def read_image(path, channels=3):
+    """Read an image file as float32 ``[H, W, channels]`` in ``[0, 1]``.
+
+    With ``channels=3`` greyscale and palette images are converted to RGB
+    (grey copied to the three channels) and an alpha channel is dropped;
+    with ``channels=1`` colour images are converted to luminance. 16-bit
+    greyscale images are scaled by 1/65535.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3; got {channels}.")
+    image = _open_decoded(path)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        gray = np.asarray(image, np.float32) / 65535.0
+        array = gray[..., None] if channels == 1 else np.repeat(gray[..., None], 3, axis=-1)
+        return np.ascontiguousarray(array)
+    array = np.asarray(image.convert("L" if channels == 1 else "RGB"), np.float32) / 255.0
+    return array[..., None] if channels == 1 else array
+
+
+def read_label_png(path):
+    """Read a label PNG as int32 ``[H, W]`` of raw pixel values (palette indices, grey levels).
+
+    Raises ``ValueError`` naming the file for RGB(A) PNGs and undecodable files.
+    """
+    check_label_png(path)
+    image = _open_decoded(path)
+    if image.mode in ("LA", "PA"):
+        image = image.getchannel(0)  # the alpha channel carries no label
+    return np.asarray(image, np.int32)
+
+
+def voc_palette():
+    """The 256-colour Pascal VOC palette as uint8 ``[256, 3]`` (all colours distinct).
+
+    Bits 0, 1, 2 of an index go to the top bits of R, G, B; bits 3, 4, 5 to the
+    next ones, and so on (the VOC development kit's ``labelcolormap``).
+    """
+    index = np.arange(256)
+    palette = np.zeros((256, 3), np.int64)
+    for shift in range(8):
+        for channel in range(3):
+            bit = (index >> (3 * shift + channel)) & 1
+            palette[:, channel] |= bit << (7 - shift)
+    return palette.astype(np.uint8)
+
+
+def write_label_png(path, labels):
+    """Save int ``[H, W]`` values in 0..255 as a palette PNG with the VOC palette.
+
+    An explicit palette matters: PIL saves a palette image without one with a
+    reduced palette and renumbered indices.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.min() < 0 or labels.max() > 255:
+        raise ValueError(f"labels must be [H, W] with values in 0..255; got shape "
+                         f"{labels.shape}, range {labels.min()}..{labels.max()}.")
+    image = Image.fromarray(labels.astype(np.uint8), "P")
+    image.putpalette(voc_palette().ravel().tolist())
+    image.save(path, format="PNG")
+
+
+def _big_endian_uint32(four_bytes):
+    """Decode a 4-byte big-endian string tensor to an int32 scalar."""
+    b = tf.cast(tf.io.decode_raw(four_bytes, tf.uint8), tf.int32)
+    return ((b[0] * 256 + b[1]) * 256 + b[2]) * 256 + b[3]
+
+
+def _palette_indices(contents, path):
+    """Palette indices of a palette PNG from its bytes (TF ops only).
+
+    ``tf.io.decode_png`` returns palette colours; the PLTE chunk is located
+    in the bytes (it precedes the image data, so its first occurrence is the
+    chunk) and each colour is mapped back to its index. A colour shared by
+    several palette entries cannot be mapped back and raises an error that
+    names the file.
+    """
+    parts = tf.strings.split(contents, sep="PLTE", maxsplit=1)
+    before, after = parts[0], parts[1]
+    length = _big_endian_uint32(tf.strings.substr(before, -4, 4))
+    palette = tf.reshape(tf.cast(tf.io.decode_raw(tf.strings.substr(after, 0, length), tf.uint8),
+                                 tf.int32), [-1, 3])
+    rgb = tf.cast(tf.io.decode_png(contents, channels=3), tf.int32)
+    keys = (palette[:, 0] * 256 + palette[:, 1]) * 256 + palette[:, 2]
+    order = tf.argsort(keys, stable=True)
+    sorted_keys = tf.gather(keys, order)
+    pixel_keys = (rgb[..., 0] * 256 + rgb[..., 1]) * 256 + rgb[..., 2]
+    flat = tf.reshape(pixel_keys, [1, -1])
+    first = tf.searchsorted(sorted_keys[None], flat, side="left")[0]
+    count = tf.searchsorted(sorted_keys[None], flat, side="right")[0] - first
+    check = tf.debugging.Assert(
+        tf.reduce_all(count == 1),
+        [tf.strings.format("{}: palette PNG uses a colour shared by several palette entries, so "
+                           "tf.data cannot recover its indices; give the palette distinct colours "
+                           "or save the labels as a greyscale PNG.", [path])])
+    with tf.control_dependencies([check]):
+        indices = tf.gather(order, tf.minimum(first, tf.size(keys) - 1))
+    return tf.reshape(indices, tf.shape(pixel_keys))
+
+
+def tf_decode_label_png(contents, path):
+    """Decode label-PNG bytes to int32 ``[H, W]`` pixel values inside a TF graph.
+
+    Palette PNGs give their palette indices, 8- and 16-bit single-channel PNGs
+    their grey levels. ``path`` (string tensor or str) only labels errors.
+    """
+    header = tf.io.decode_raw(tf.strings.substr(contents, 0, 26), tf.uint8)
+    color_type, bit_depth = header[_COLOR_TYPE_OFFSET], header[_BIT_DEPTH_OFFSET]
+
+    def gray():
+        # dtype=uint16 on an 8-bit PNG would rescale values by 257: decode each depth as itself.
+        return tf.cond(
+            bit_depth == 16,
+            lambda: tf.cast(tf.io.decode_png(contents, channels=1, dtype=tf.uint16)[..., 0],
+                            tf.int32),
+            lambda: tf.cast(tf.io.decode_png(contents, channels=1)[..., 0], tf.int32))
+
+    return tf.cond(color_type == PNG_PALETTE, lambda: _palette_indices(contents, path), gray)
+
+
+def tf_decode_image(contents, channels, path):
+    """Decode JPEG/PNG bytes to float32 ``[H, W, channels]`` in ``[0, 1]`` inside a TF graph.
+
+    Greyscale files are expanded to RGB when ``channels=3`` (as :func:`read_image`).
+    JPEGs use the accurate integer IDCT, as PIL does, so both readers agree to
+    about one grey level. Bytes that are neither JPEG nor PNG raise an error
+    naming ``path``.
+    """
+    is_jpeg = tf.strings.substr(contents, 0, 3) == b"\xff\xd8\xff"
+    is_png = tf.strings.substr(contents, 0, 8) == PNG_SIGNATURE
+    check = tf.debugging.Assert(tf.logical_or(is_jpeg, is_png), [
+        tf.strings.format("{}: not a JPEG or PNG image.", [path])])
+    is_16_bit = tf.io.decode_raw(tf.strings.substr(contents, _BIT_DEPTH_OFFSET, 1),
+                                 tf.uint8)[0] == 16
+
+    def png():
+        # Decode integers and divide, as read_image does, so both readers agree exactly.
+        return tf.cond(
+            is_16_bit,
+            lambda: tf.cast(tf.io.decode_png(contents, channels, dtype=tf.uint16),
+                            tf.float32) / 65535.0,
+            lambda: tf.cast(tf.io.decode_png(contents, channels), tf.float32) / 255.0)
+
+    def jpeg():
+        return tf.cast(tf.io.decode_jpeg(contents, channels, dct_method="INTEGER_ACCURATE"),
+                       tf.float32) / 255.0
+
+    with tf.control_dependencies([check]):
+        image = tf.cond(is_jpeg, jpeg, png)
+    image.set_shape([None, None, channels])
+    return image

@@ -1,0 +1,230 @@
+"""``tf.data`` pipelines that feed Keras ``fit`` and evaluation.
+
+Training batches are ``(images [B, h, w, C] float32, y_true [B, h, w, 1 + C])``
+with ``y_true = pack_targets(label, images)`` (see
+:mod:`keras_regseg.losses.targets`): the loss gets the label map and the
+augmented image it needs for CRF terms.
+
+A source with an ``indexed_tf_dataset(indices)`` method (the VOC and ACDC
+readers) is shuffled by index before decoding, so the shuffle buffer holds
+integers, not images. Other sources and plain ``tf.data.Dataset`` inputs are
+shuffled with a buffer of ``shuffle_buffer`` decoded samples.
+
+>>> import numpy as np
+>>> from keras_regseg.data.base import InMemorySource
+>>> source = InMemorySource(np.random.rand(4, 16, 16, 1).astype("float32"),
+...                         np.full((4, 16, 16), 255), num_classes=3)
+>>> images, y_true = next(iter(make_training_dataset(source, batch_size=2, seed=0)))
+>>> tuple(images.shape), tuple(y_true.shape)
+((2, 16, 16, 1), (2, 16, 16, 2))
+"""
+
+import tensorflow as tf
+
+from keras_regseg.data.augment import Augmentation, augment_sample, normalize_crop_size
+from keras_regseg.data.base import SegmentationSource
+from keras_regseg.data.spec import PAD_INDEX
+from keras_regseg.losses.targets import pack_targets
+
+TARGETS = {"weak": "weak_label", "dense": "dense_label"}
+
+
+def _label_key(target):
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {sorted(TARGETS)}; got {target!r}.")
+    return TARGETS[target]
+
+
+def _check_input(source):
+    if not isinstance(source, (SegmentationSource, tf.data.Dataset)):
+        raise TypeError(f"expected a SegmentationSource or a tf.data.Dataset of sample dicts; "
+                        f"got {type(source).__name__}.")
+    if isinstance(source, SegmentationSource) and len(source) == 0:
+        raise ValueError(f"{type(source).__name__} has no samples.")
+
+
+def _samples(source, shuffle, seed, repeat, shuffle_buffer):
+    """Sample dicts, optionally shuffled (anew each epoch) and repeated forever."""
+    if isinstance(source, SegmentationSource) and hasattr(source, "indexed_tf_dataset"):
+        indices = tf.data.Dataset.range(len(source))
+        if shuffle:
+            indices = indices.shuffle(len(source), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            indices = indices.repeat()
+        return source.indexed_tf_dataset(indices)
+    dataset = source.to_tf_dataset() if isinstance(source, SegmentationSource) else source
+    if shuffle:
+        buffer = min(len(source), shuffle_buffer) if isinstance(
+            source, SegmentationSource) else shuffle_buffer
+        dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    return dataset.repeat() if repeat else dataset
+
+
+def _first_image_shape(source):
+    """``[H, W, C]`` of the first sample (static when the dataset knows it)."""
+    if isinstance(source, SegmentationSource):
+        return tuple(source.load(0)["image"].shape)
+    spec = source.element_spec["image"]
+    if spec.shape.is_fully_defined():
+        return tuple(spec.shape.as_list())
+    return tuple(next(iter(source.take(1)))["image"].shape)
+
+
+def _same_size_check(reference_shape, hint):
+    """A map function failing on a sample whose image is not ``reference_shape`` [H, W].
+
+    The checked image gets that static shape (Keras prefers known sizes).
+    """
+    height, width = reference_shape
+
+    def check(sample):
+        shape = tf.shape(sample["image"])
+        sample_id = sample.get("id", tf.constant("?"))
+        same = tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width))
+        assertion = tf.debugging.Assert(same, [tf.strings.format(
+            "sample {} is {}x{} (HxW) but the first sample is " + f"{height}x{width}; " + hint,
+            [sample_id, shape[0], shape[1]])])
+        with tf.control_dependencies([assertion]):
+            image = tf.identity(sample["image"])
+        image.set_shape([height, width, None])
+        return dict(sample, image=image)
+
+    return check
+
+
+def _select(sample, keys, optional=()):
+    """The entries ``keys`` (required) and ``optional`` (when present) of a sample dict."""
+    missing = [k for k in keys if k not in sample]
+    if missing:
+        raise ValueError(f"samples have no {missing[0]!r}; got keys {sorted(sample)}.")
+    return {k: sample[k] for k in (*keys, *optional) if k in sample}
+
+
+def _fixed_size_check(source, crop_size, augmentation):
+    """For batching without a crop: raise now if sizes must vary, else a runtime size check."""
+    if crop_size is not None:
+        return None
+    if augmentation.scale_range is not None:
+        raise ValueError("random scaling (scale_range) makes images of different sizes; pass "
+                         "crop_size to batch them.")
+    height, width = _first_image_shape(source)[:2]
+    if augmentation.rot90 and height != width:
+        raise ValueError(f"rot90 turns the {height}x{width} images into {width}x{height} ones; "
+                         "pass crop_size (or use square images) to batch them.")
+    return _same_size_check((height, width), "images of different sizes need crop_size "
+                                             "to be batched.")
+
+
+def make_training_dataset(source, batch_size, crop_size=None, augmentation=None, shuffle=True,
+                          seed=None, repeat=True, target="weak", shuffle_buffer=1024):
+    """Batched, augmented, prefetched ``(images, y_true)`` for ``model.fit``.
+
+    Args:
+        source: a :class:`~keras_regseg.data.base.SegmentationSource` or a
+            ``tf.data.Dataset`` of sample dicts (see :mod:`keras_regseg.data.spec`).
+        batch_size: samples per batch; the last partial batch is dropped so
+            every batch has a static shape.
+        crop_size: int or ``(height, width)`` random crop (padded with PAD_INDEX
+            labels where an image is smaller); needed when sizes vary.
+        augmentation: an :class:`~keras_regseg.data.augment.Augmentation`, or
+            ``None`` for none.
+        shuffle: reshuffle every epoch.
+        seed: makes shuffling and augmentation reproducible; ``None``: random.
+        repeat: repeat forever (use ``steps_per_epoch`` in ``fit``).
+        target: ``"weak"`` trains on ``weak_label``, ``"dense"`` on ``dense_label``.
+        shuffle_buffer: buffer size when samples cannot be shuffled by index.
+
+    Returns:
+        ``tf.data.Dataset`` of ``(images [B, h, w, C], y_true [B, h, w, 1 + C])`` float32.
+    """
+    label_key = _label_key(target)
+    _check_input(source)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+    if isinstance(source, SegmentationSource) and len(source) < batch_size and not repeat:
+        raise ValueError(f"{type(source).__name__} has {len(source)} samples, fewer than "
+                         f"batch_size {batch_size}, and repeat=False: no full batch.")
+    augmentation = augmentation or Augmentation()
+    crop_size = normalize_crop_size(crop_size)
+    size_check = _fixed_size_check(source, crop_size, augmentation)
+
+    samples = _samples(source, shuffle, seed, repeat, shuffle_buffer)
+    # Drop what the step does not use (the id names a sample in size errors).
+    samples = samples.map(lambda s: _select(s, ["image", label_key], optional=["id"]))
+    # One stateless seed pair per sample, drawn from a seeded stream: augmentations are then
+    # reproducible whatever the parallelism, and differ from epoch to epoch.
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+
+    def augment(sample, sample_seed):
+        sample = augment_sample(sample, augmentation, crop_size, sample_seed)
+        if size_check is not None:
+            sample = size_check(sample)
+        image = sample["image"]
+        if crop_size is not None:
+            image.set_shape([*crop_size, None])
+        return image, sample[label_key]
+
+    dataset = tf.data.Dataset.zip(samples, seeds).map(
+        augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(batch_size, drop_remainder=True, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(lambda images, labels: (images, pack_targets(labels, images)),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _pad_to_multiple(sample, multiple, label_key):
+    """Pad bottom/right to multiples of ``multiple`` (image 0, labels PAD_INDEX)."""
+    image = sample["image"]
+    shape = tf.shape(image)
+    pad_h = (multiple - shape[0] % multiple) % multiple
+    pad_w = (multiple - shape[1] % multiple) % multiple
+    paddings = [[0, pad_h], [0, pad_w]]
+    return dict(sample, image=tf.pad(image, paddings + [[0, 0]]),
+                **{label_key: tf.pad(sample[label_key], paddings, constant_values=PAD_INDEX)})
+
+
+def make_eval_dataset(source, batch_size=1, target="dense", keep_ids=True, pad_to_multiple=None):
+    """Batched samples in order, without augmentation, for evaluation and prediction.
+
+    Args:
+        source: a source or a ``tf.data.Dataset`` of sample dicts.
+        batch_size: images per batch (the last batch may be smaller); batches
+            of more than one image need images of one size.
+        target: ``"dense"`` or ``"weak"``: the label map packed in ``y_true``.
+        keep_ids: yield ``(images, y_true, ids)`` (string ids; the sample index when
+            the samples have no ``"id"``) instead of ``(images, y_true)``.
+        pad_to_multiple: pad images bottom/right to a multiple of this (networks
+            with strided stages need it); padded labels are PAD_INDEX.
+
+    >>> import numpy as np
+    >>> from keras_regseg.data.base import InMemorySource
+    >>> source = InMemorySource(np.zeros((3, 10, 12, 1), "float32"),
+    ...                         np.zeros((3, 10, 12)), num_classes=2)
+    >>> images, y_true, ids = next(iter(make_eval_dataset(source, 2, pad_to_multiple=8)))
+    >>> tuple(images.shape), ids.numpy().tolist()
+    ((2, 16, 16, 1), [b'0', b'1'])
+    """
+    label_key = _label_key(target)
+    _check_input(source)
+    samples = source.to_tf_dataset() if isinstance(source, SegmentationSource) else source
+    if "id" not in samples.element_spec:
+        samples = samples.enumerate().map(
+            lambda index, s: dict(s, id=tf.strings.as_string(index)))
+    samples = samples.map(lambda s: _select(s, ["image", label_key, "id"]))
+    if pad_to_multiple is not None:
+        if int(pad_to_multiple) < 1:
+            raise ValueError(f"pad_to_multiple must be >= 1; got {pad_to_multiple}.")
+        samples = samples.map(lambda s: _pad_to_multiple(s, int(pad_to_multiple), label_key))
+    if batch_size > 1:
+        shape = _first_image_shape(source)[:2]
+        if pad_to_multiple is not None:
+            shape = tuple(-(-s // pad_to_multiple) * pad_to_multiple for s in shape)
+        samples = samples.map(_same_size_check(
+            shape, "batch_size=1 evaluates images of different sizes."))
+
+    def pack(sample):
+        images = sample["image"]
+        packed = (images, pack_targets(sample[label_key], images))
+        return (*packed, sample["id"]) if keep_ids else packed
+
+    return samples.batch(batch_size).map(pack).prefetch(tf.data.AUTOTUNE)

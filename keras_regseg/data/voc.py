@@ -1,0 +1,346 @@
+"""Pascal VOC style folders with ScribbleSup scribbles.
+
+Layout (every folder name configurable)::
+
+    root/
+      JPEGImages/<id>.jpg (or .png)            images
+      pascal_2012_scribble/<id>.png            scribbles: 0 background, 1..20 classes,
+                                               255 unlabeled
+      SegmentationClassAug/<id>.png            optional masks, 255 = void
+      ImageSets/Segmentation/<split>.txt       one id per line
+
+Label PNGs are read as pixel values: palette indices for palette PNGs (as the
+VOC masks are stored), grey levels for single-channel PNGs. Colour-coded RGB
+label PNGs are refused. The file's unlabeled value (scribbles) and void value
+(masks) become :data:`~keras_regseg.data.spec.IGNORE_INDEX`. Greyscale images
+are converted to RGB (the grey copied to three channels), so every sample has
+3 channels.
+
+Missing files, empty or missing split lists and RGB label PNGs fail when the
+folder is opened; size mismatches and label values out of range fail when the
+sample is loaded, naming the file.
+
+>>> import os, tempfile
+>>> import numpy as np
+>>> from PIL import Image
+>>> from keras_regseg.data.io import write_label_png
+>>> root = tempfile.mkdtemp()
+>>> for sub in ("JPEGImages", "pascal_2012_scribble", "ImageSets/Segmentation"):
+...     os.makedirs(os.path.join(root, sub))
+>>> Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(f"{root}/JPEGImages/a.png")
+>>> scribble = np.full((4, 6), 255, np.uint8); scribble[1, 1:4] = 12
+>>> write_label_png(f"{root}/pascal_2012_scribble/a.png", scribble)
+>>> _ = open(f"{root}/ImageSets/Segmentation/train.txt", "w").write("a\\n")
+>>> voc = VOCFolder(root, split="train")
+>>> sample = voc.load(0)
+>>> sample["image"].shape, sample["weak_label"][1, :5].tolist()
+((4, 6, 3), [255, 12, 12, 12, 255])
+>>> sample["tags"].nonzero()[0].tolist()
+[12]
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+import tqdm
+
+from keras_regseg.data.base import SegmentationSource, tags_from_labels
+from keras_regseg.data.io import (check_label_png, read_image, read_label_png, tf_decode_image,
+                                  tf_decode_label_png)
+from keras_regseg.data.spec import IGNORE_INDEX, MAX_CLASSES
+from keras_regseg.data.weak_labels import shorten_scribbles
+
+VOC_CLASS_NAMES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+_PROGRESS_MIN_FILES = 2000  # checking label headers is ~20 us a file; show a bar for big sets
+
+
+def read_split_file(path):
+    """Ids listed in a split file, in order.
+
+    One id per line; blank lines are skipped. A line may also hold file paths
+    (``/JPEGImages/x.jpg /SegmentationClassAug/x.png``, the DeepLab list
+    format): its first token's base name without extension is the id.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"split file {path} not found.")
+    with open(path, encoding="utf-8") as f:
+        ids = [os.path.splitext(os.path.basename(line.split()[0]))[0]
+               for line in f if line.strip()]
+    if not ids:
+        raise ValueError(f"split file {path} lists no ids; expected one id per line.")
+    seen = set()
+    duplicates = [i for i in ids if i in seen or seen.add(i)]
+    if duplicates:
+        raise ValueError(f"split file {path} lists {duplicates[0]!r} more than once.")
+    return ids
+
+
+def read_tags_file(path, ids, num_classes):
+    """Multi-hot float32 ``[len(ids), K]`` from lines ``id c1 c2 ...`` (class indices)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"tags file {path} not found.")
+    rows = {}
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, 1):
+            tokens = line.split()
+            if not tokens:
+                continue
+            try:
+                classes = [int(t) for t in tokens[1:]]
+            except ValueError:
+                raise ValueError(f"{path}:{line_number}: expected 'id c1 c2 ...' with integer "
+                                 f"class indices; got {line.strip()!r}.") from None
+            bad = [c for c in classes if not 0 <= c < num_classes]
+            if bad:
+                raise ValueError(f"{path}:{line_number}: class index {bad[0]} outside "
+                                 f"[0, {num_classes}).")
+            rows[tokens[0]] = classes
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        raise ValueError(f"tags file {path} has no line for id {missing[0]!r} "
+                         f"({len(missing)} of {len(ids)} ids missing).")
+    tags = np.zeros((len(ids), num_classes), np.float32)
+    for row, image_id in enumerate(ids):
+        tags[row, rows[image_id]] = 1.0
+    return tags
+
+
+def map_label_values(values, path, unlabeled_value, num_classes, what):
+    """Class indices with ``unlabeled_value`` -> IGNORE_INDEX; other values outside [0, K) raise."""
+    values = np.asarray(values, np.int32)
+    unlabeled = values == unlabeled_value
+    bad = ~unlabeled & ((values < 0) | (values >= num_classes))
+    if bad.any():
+        raise ValueError(
+            f"{path}: {what} value {int(values[bad][0])} outside [0, {num_classes}) and not the "
+            f"unlabeled value {unlabeled_value} ({int(bad.sum())} pixels).")
+    return np.where(unlabeled, IGNORE_INDEX, values).astype(np.int32)
+
+
+def tf_map_label_values(values, path, unlabeled_value, num_classes, what):
+    """TF twin of :func:`map_label_values`; the error names the file and the value."""
+    unlabeled = tf.equal(values, unlabeled_value)
+    bad = tf.logical_and(tf.logical_not(unlabeled),
+                         tf.logical_or(values < 0, values >= num_classes))
+    first_bad = tf.reduce_max(tf.where(bad, values, -1))
+    check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [tf.strings.format(
+        "{}: " + what + " value {} outside [0, " + str(num_classes) + ") and not the unlabeled "
+        "value " + str(unlabeled_value) + ".", [path, first_bad])])
+    with tf.control_dependencies([check]):
+        return tf.where(unlabeled, IGNORE_INDEX, values)
+
+
+def tf_tags_from_labels(labels, num_classes):
+    """TF twin of :func:`~keras_regseg.data.base.tags_from_labels`."""
+    present = tf.boolean_mask(labels, tf.logical_and(labels >= 0, labels < num_classes))
+    counts = tf.math.bincount(present, minlength=num_classes, maxlength=num_classes)
+    return tf.cast(counts > 0, tf.float32)
+
+
+def _tf_assert_same_size(image, labels, image_path, label_path):
+    """Control dependency failing when ``labels`` [H, W] is not the size of ``image`` [H, W, C]."""
+    same = tf.reduce_all(tf.equal(tf.shape(image)[:2], tf.shape(labels)))
+    return tf.debugging.Assert(same, [tf.strings.format(
+        "{} is {}x{} (HxW) but {} is {}x{}; labels must have the image's size.",
+        [label_path, tf.shape(labels)[0], tf.shape(labels)[1],
+         image_path, tf.shape(image)[0], tf.shape(image)[1]])])
+
+
+def _resolve_folder(root, name, what, required):
+    """Absolute folder path or None; a required folder that is absent raises."""
+    if name is None:
+        return None
+    path = os.path.join(root, name)
+    if not os.path.isdir(path):
+        if required:
+            raise FileNotFoundError(f"{what} folder {path} not found.")
+        return None
+    return path
+
+
+def _files_for_ids(folder, ids, extensions, what, split_path):
+    """Path of each id's file in ``folder`` (first matching extension); a missing one raises."""
+    present = set(os.listdir(folder))
+    paths, missing = [], []
+    for image_id in ids:
+        name = next((image_id + ext for ext in extensions if image_id + ext in present), None)
+        if name is None:
+            missing.append(image_id)
+        else:
+            paths.append(os.path.join(folder, name))
+    if missing:
+        expected = os.path.join(folder, missing[0] + extensions[0])
+        raise FileNotFoundError(
+            f"{what} file {expected} not found for id {missing[0]!r} listed in {split_path} "
+            f"({len(missing)} of {len(ids)} ids have no {what} file"
+            + (f" with extension {'/'.join(extensions)}" if len(extensions) > 1 else "") + ").")
+    return paths
+
+
+class VOCFolder(SegmentationSource):
+    """A Pascal VOC style folder with scribble (and optional mask) PNGs.
+
+    Args:
+        root: the dataset folder.
+        split: split name; the ids come from ``split_file`` formatted with it.
+        image_dir: image folder (``.jpg``, ``.jpeg`` or ``.png`` files).
+        scribble_dir: scribble PNG folder; ``None`` for no weak labels (all IGNORE_INDEX).
+        mask_dir: mask PNG folder, ``"auto"`` (``SegmentationClassAug`` if present, else
+            ``SegmentationClass``, else none) or ``None`` (dense labels all IGNORE_INDEX).
+        split_file: path of the id list relative to ``root``, ``{split}`` replaced.
+        unlabeled_value: scribble pixel value meaning "unlabeled".
+        void_value: mask pixel value meaning "void" (object borders in VOC).
+        num_classes: K; scribble and mask values must be in ``[0, K)`` or the
+            unlabeled/void value.
+        class_names: K names (VOC names by default when K = 21).
+        tags_file: optional file (relative to ``root`` or absolute) with lines
+            ``id c1 c2 ...``; otherwise tags come from the mask, else the scribbles.
+        scribble_ratio: fraction of each scribble's length kept (1 = all, 0 = one
+            click per scribble), by :func:`~keras_regseg.data.weak_labels.shorten_scribbles`.
+            Below 1 this is the one step of ``tf.data`` decoding that runs in
+            Python (``tf.numpy_function``), once per sample and epoch.
+    """
+
+    channels = 3
+
+    def __init__(self, root, split="train", image_dir="JPEGImages",
+                 scribble_dir="pascal_2012_scribble", mask_dir="auto",
+                 split_file="ImageSets/Segmentation/{split}.txt", unlabeled_value=255,
+                 void_value=255, num_classes=21, class_names=None, tags_file=None,
+                 scribble_ratio=1.0):
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"VOC folder {root} not found.")
+        if not 1 <= num_classes <= MAX_CLASSES:
+            raise ValueError(f"num_classes must be in [1, {MAX_CLASSES}]; got {num_classes}.")
+        for name, value in (("unlabeled_value", unlabeled_value), ("void_value", void_value)):
+            if 0 <= value < num_classes:
+                raise ValueError(f"{name} = {value} is a class index (num_classes = "
+                                 f"{num_classes}); expected a value outside [0, {num_classes}).")
+        if not 0 <= scribble_ratio <= 1:
+            raise ValueError(f"scribble_ratio must be in [0, 1]; got {scribble_ratio!r}.")
+        self.scribble_ratio = float(scribble_ratio)
+        self.root, self.split = root, split
+        self.num_classes = int(num_classes)
+        self.unlabeled_value, self.void_value = int(unlabeled_value), int(void_value)
+        if class_names is None:
+            class_names = (VOC_CLASS_NAMES if num_classes == len(VOC_CLASS_NAMES)
+                           else tuple(f"class_{k}" for k in range(num_classes)))
+        if len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} names; expected {num_classes}.")
+        self.class_names = tuple(class_names)
+
+        self.split_path = os.path.join(root, split_file.format(split=split))
+        self._ids = read_split_file(self.split_path)
+        image_folder = _resolve_folder(root, image_dir, "image", required=True)
+        self.image_paths = _files_for_ids(image_folder, self._ids, IMAGE_EXTENSIONS, "image",
+                                          self.split_path)
+        scribble_folder = _resolve_folder(root, scribble_dir, "scribble", required=True)
+        self.scribble_paths = (None if scribble_folder is None else _files_for_ids(
+            scribble_folder, self._ids, (".png",), "scribble", self.split_path))
+        if mask_dir == "auto":
+            mask_folder = (_resolve_folder(root, "SegmentationClassAug", "mask", False)
+                           or _resolve_folder(root, "SegmentationClass", "mask", False))
+        else:
+            mask_folder = _resolve_folder(root, mask_dir, "mask", required=True)
+        self.mask_paths = (None if mask_folder is None else _files_for_ids(
+            mask_folder, self._ids, (".png",), "mask", self.split_path))
+        self._check_label_files()
+        self.tags = None
+        if tags_file is not None:
+            self.tags = read_tags_file(os.path.join(root, tags_file), self._ids, num_classes)
+
+    def _check_label_files(self):
+        """Refuse RGB label PNGs now rather than mid-training (reads 26 bytes a file)."""
+        paths = (self.scribble_paths or []) + (self.mask_paths or [])
+        for path in tqdm.tqdm(paths, desc="checking label PNGs", unit="file",
+                              disable=len(paths) < _PROGRESS_MIN_FILES):
+            check_label_png(path)
+
+    def __len__(self):
+        return len(self._ids)
+
+    def ids(self):
+        return list(self._ids)
+
+    def load(self, index):
+        """Sample ``index`` as numpy arrays, decoded with PIL (see the module doc)."""
+        image_path = self.image_paths[index]
+        image = read_image(image_path, channels=3)
+        size = image.shape[:2]
+        labels = {}
+        for key, paths, special, what in (
+                ("weak_label", self.scribble_paths, self.unlabeled_value, "scribble"),
+                ("dense_label", self.mask_paths, self.void_value, "mask")):
+            if paths is None:
+                labels[key] = np.full(size, IGNORE_INDEX, np.int32)
+                continue
+            values = read_label_png(paths[index])
+            if values.shape != size:
+                raise ValueError(f"{paths[index]} is {values.shape[0]}x{values.shape[1]} (HxW) "
+                                 f"but {image_path} is {size[0]}x{size[1]}; labels must have "
+                                 "the image's size.")
+            labels[key] = map_label_values(values, paths[index], special, self.num_classes, what)
+        if self.scribble_paths is not None and self.scribble_ratio < 1:
+            labels["weak_label"] = shorten_scribbles(labels["weak_label"], self.scribble_ratio)
+        if self.tags is not None:
+            tags = self.tags[index]
+        else:
+            tags = tags_from_labels(
+                labels["dense_label" if self.mask_paths is not None else "weak_label"],
+                self.num_classes)
+        return {"image": image, **labels, "tags": tags, "id": self._ids[index]}
+
+    def indexed_tf_dataset(self, indices):
+        """Map a ``tf.data.Dataset`` of int64 indices to sample dicts, decoding in the graph.
+
+        Shuffling the indices before decoding keeps shuffle buffers small (the
+        training pipeline uses this). Decoding errors of corrupt JPEGs come
+        from TensorFlow without the file name: ``load(i)`` names it.
+        """
+        image_paths = tf.constant(self.image_paths)
+        scribble_paths = None if self.scribble_paths is None else tf.constant(self.scribble_paths)
+        mask_paths = None if self.mask_paths is None else tf.constant(self.mask_paths)
+        ids = tf.constant(self._ids)
+        tags = None if self.tags is None else tf.constant(self.tags)
+        num_classes = self.num_classes
+
+        def read_labels(paths, index, image, image_path, special, what):
+            if paths is None:
+                return tf.fill(tf.shape(image)[:2], IGNORE_INDEX)
+            path = paths[index]
+            values = tf_decode_label_png(tf.io.read_file(path), path)
+            with tf.control_dependencies([_tf_assert_same_size(image, values, image_path, path)]):
+                return tf_map_label_values(values, path, special, num_classes, what)
+
+        def decode(index):
+            image_path = image_paths[index]
+            image = tf_decode_image(tf.io.read_file(image_path), 3, image_path)
+            weak = read_labels(scribble_paths, index, image, image_path, self.unlabeled_value,
+                               "scribble")
+            if scribble_paths is not None and self.scribble_ratio < 1:
+                weak = self._tf_shorten(weak)
+            dense = read_labels(mask_paths, index, image, image_path, self.void_value, "mask")
+            sample_tags = (tags[index] if tags is not None else tf_tags_from_labels(
+                dense if mask_paths is not None else weak, num_classes))
+            return {"image": image, "weak_label": weak, "dense_label": dense,
+                    "tags": sample_tags, "id": ids[index]}
+
+        return indices.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def _tf_shorten(self, weak_label):
+        """:func:`shorten_scribbles` on a tensor (geodesic distances have no TF op)."""
+        shortened = tf.numpy_function(
+            lambda w: shorten_scribbles(w, self.scribble_ratio).astype(np.int32),
+            [weak_label], tf.int32, stateful=False)
+        shortened.set_shape([None, None])
+        return shortened
+
+    def to_tf_dataset(self):
+        """Samples in index order, decoded inside ``tf.data`` (see :meth:`indexed_tf_dataset`)."""
+        return self.indexed_tf_dataset(tf.data.Dataset.range(len(self)))

@@ -1,0 +1,168 @@
+"""Export a segmentation network as a versioned TensorFlow SavedModel for serving.
+
+The SavedModel needs neither keras_regseg nor Keras to run: its
+``serving_default`` signature takes float32 images ``[B, H, W, C]`` in
+``[0, 1]`` of any height and width and returns
+
+- ``"probabilities"``: float32 ``[B, H, W, K]``, softmax of the logits;
+- ``"labels"``: int32 ``[B, H, W]``, their argmax.
+
+Networks that need sizes divisible by ``model.size_divisor`` get the images
+padded at the bottom and right to the next multiple (reflection, or zeros when
+the image is too small to reflect) and the outputs cropped back.
+
+Versions follow TF Serving's layout ``export_dir/<integer>/``.
+
+>>> import tempfile, numpy as np
+>>> from keras_regseg.models import UNet
+>>> model = UNet(num_classes=3, filters=(4, 8), dropout=0.0)
+>>> root = tempfile.mkdtemp()
+>>> path = export_saved_model(model, root)
+>>> os.path.basename(path)
+'1'
+>>> serve = load_serving(root)
+>>> out = serve(np.zeros((1, 5, 7, 1), "float32"))
+>>> tuple(out["probabilities"].shape), out["labels"].dtype.name
+((1, 5, 7, 3), 'int32')
+"""
+
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+SIGNATURE_KEY = "serving_default"
+
+
+def pad_to_multiple(images, size_divisor):
+    """Pad ``[B, H, W, C]`` images at the bottom/right so H and W are multiples of ``size_divisor``.
+
+    Reflects the image along an axis when it is long enough (``pad < size``),
+    otherwise pads that axis with zeros. Works inside a graph with unknown sizes.
+
+    >>> x = tf.reshape(tf.range(9.0), [1, 3, 3, 1])
+    >>> pad_to_multiple(x, 4)[0, :, :, 0].numpy().tolist()
+    [[0.0, 1.0, 2.0, 1.0], [3.0, 4.0, 5.0, 4.0], [6.0, 7.0, 8.0, 7.0], [3.0, 4.0, 5.0, 4.0]]
+    >>> pad_to_multiple(x[:, :1], 4)[0, :, :, 0].numpy().tolist()  # 1 row: too short to reflect
+    [[0.0, 1.0, 2.0, 1.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    """
+    for axis in (1, 2):
+        size = tf.shape(images)[axis]
+        pad = (-size) % size_divisor
+        paddings = tf.one_hot(axis, 4, dtype=tf.int32)[:, None] * tf.stack([0, pad])[None, :]
+        images = tf.cond(pad < size,
+                         lambda: tf.pad(images, paddings, mode="REFLECT"),
+                         lambda: tf.pad(images, paddings))
+    return images
+
+
+class _ServingModule(tf.Module):
+    """Holds the Keras model (and so its variables) and the serving function."""
+
+    def __init__(self, model, channels, size_divisor):
+        super().__init__(name="keras_regseg_serving")
+        self.model = model
+        self.size_divisor = size_divisor
+        images = tf.TensorSpec([None, None, None, channels], tf.float32, name="images")
+        self.serve = tf.function(self._serve, input_signature=[images])
+
+    def _serve(self, images):
+        height, width = tf.shape(images)[1], tf.shape(images)[2]
+        padded = pad_to_multiple(images, self.size_divisor)
+        logits = tf.cast(self.model(padded, training=False), tf.float32)[:, :height, :width, :]
+        return {
+            "probabilities": tf.nn.softmax(logits, axis=-1),
+            "labels": tf.argmax(logits, axis=-1, output_type=tf.int32),
+        }
+
+
+def _versions(export_dir):
+    """Integer version directories under ``export_dir``."""
+    if not os.path.isdir(export_dir):
+        return []
+    return sorted(int(d) for d in os.listdir(export_dir)
+                  if d.isdigit() and os.path.isdir(os.path.join(export_dir, d)))
+
+
+def export_saved_model(model, export_dir, version=None):
+    """Write ``model`` as a SavedModel in ``export_dir/<version>/`` and return that path.
+
+    Args:
+        model: Keras model mapping float32 ``[B, H, W, C]`` images to logits
+            ``[B, H, W, K]``; an optional ``size_divisor`` attribute gives the
+            multiple that input sizes are padded to.
+        export_dir: parent directory of the versions (created if missing).
+        version: non-negative int; ``None``: one more than the largest existing
+            version (1 for the first).
+
+    The SavedModel is written to a hidden temporary directory next to the
+    versions and renamed into place, so a server polling ``export_dir`` never
+    sees a half-written version.
+    """
+    channels = model.input_shape[-1]
+    if len(model.input_shape) != 4 or channels is None:
+        raise ValueError(f"export_saved_model needs a model with input [B, H, W, C] and known C; "
+                         f"got input shape {model.input_shape}.")
+    size_divisor = int(getattr(model, "size_divisor", 1))
+    if size_divisor < 1:
+        raise ValueError(f"model.size_divisor must be a positive int; got {size_divisor}.")
+    if version is None:
+        version = (_versions(export_dir) or [0])[-1] + 1
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise ValueError(f"version must be a non-negative int or None; got {version!r}.")
+    final_dir = os.path.join(export_dir, str(version))
+    if os.path.exists(final_dir):
+        raise FileExistsError(f"export version {final_dir} already exists; pick another version "
+                              f"or version=None for the next free one.")
+    os.makedirs(export_dir, exist_ok=True)
+
+    module = _ServingModule(model, channels, size_divisor)
+    temp_dir = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=export_dir)
+    try:
+        tf.saved_model.save(module, temp_dir,
+                            signatures={SIGNATURE_KEY: module.serve.get_concrete_function()})
+        if os.path.exists(final_dir):  # another exporter won the race
+            raise FileExistsError(f"export version {final_dir} appeared while exporting.")
+        os.rename(temp_dir, final_dir)
+    except BaseException:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    return final_dir
+
+
+class LoadedServing:
+    """Callable wrapper of a loaded ``serving_default`` signature.
+
+    Keeps the loaded SavedModel alive (its variables die with it) and takes the
+    images positionally: ``serve(images) -> {"probabilities", "labels"}``.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self._loaded = tf.saved_model.load(path)
+        self.signature = self._loaded.signatures[SIGNATURE_KEY]
+
+    def __call__(self, images):
+        return self.signature(images=tf.convert_to_tensor(images, tf.float32))
+
+
+def load_serving(export_dir, version=None):
+    """Load a SavedModel written by :func:`export_saved_model` for inference.
+
+    ``export_dir`` is either a version directory (holding ``saved_model.pb``) or
+    the parent of versions, in which case ``version`` (default: the latest)
+    picks one. Returns a :class:`LoadedServing`.
+    """
+    if version is None and os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
+        return LoadedServing(export_dir)
+    if version is None:
+        versions = _versions(export_dir)
+        if not versions:
+            raise FileNotFoundError(f"no SavedModel in {export_dir!r}: expected saved_model.pb or "
+                                    f"integer version subdirectories.")
+        version = versions[-1]
+    path = os.path.join(export_dir, str(version))
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise FileNotFoundError(f"no SavedModel at {path!r} (saved_model.pb missing).")
+    return LoadedServing(path)

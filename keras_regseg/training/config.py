@@ -1,0 +1,233 @@
+"""Training configuration: typed sections, YAML loading and strict validation.
+
+A run is described by one :class:`TrainConfig`. YAML files in ``configs/``
+hold the same keys; command-line flags override them. Unknown keys and
+values of the wrong type fail fast with the file, the key and what was
+expected, so a typo never silently falls back to a default.
+
+>>> config = TrainConfig.from_dict({"method": "pce", "training": {"batch_size": 4}})
+>>> config.training.batch_size, config.data.name
+(4, 'synthetic')
+>>> try:
+...     TrainConfig.from_dict({"training": {"batch_sise": 4}}, source="my.yaml")
+... except ConfigError as error:
+...     print(error)
+my.yaml: unknown key 'training.batch_sise'; expected one of: iterations, ...
+"""
+
+import dataclasses
+import typing
+
+import yaml
+
+METHODS = ("pce", "full", "gd", "adm", "trust_region", "ccnn")
+DATASETS = ("synthetic", "acdc", "voc")
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid."""
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Which data to train and validate on.
+
+    ``size`` is the square side every image is resized to (ACDC slices) or
+    generated at (synthetic); ``crop_size`` the random-crop side for
+    variable-sized images (VOC). ``augmentation`` is ``"medical"``
+    (rotation, flips), ``"natural"`` (scale, crop, horizontal flip) or
+    ``"none"``.
+    """
+
+    name: str = "synthetic"
+    path: typing.Optional[str] = None
+    fold: int = 1
+    size: int = 64
+    crop_size: typing.Optional[int] = None
+    augmentation: str = "medical"
+    scribble_ratio: float = 1.0
+    num_train: int = 240
+    num_val: int = 24
+    channels: int = 1
+    num_classes: int = 4
+    train_split: str = "train"
+    val_split: str = "val"
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The network: ``name`` from :func:`keras_regseg.models.build_model`, extra constructor args in ``options``."""
+
+    name: str = "unet"
+    options: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    """SGD with momentum, weight decay and a poly learning-rate schedule (WSL4MIS, TR paper)."""
+
+    learning_rate: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """How long and how to train.
+
+    ``iterations`` is the total number of optimizer steps of the method's
+    phase, cut into epochs of ``steps_per_epoch`` steps (validation, plots,
+    checkpoints happen once per epoch). ``pretrain_iterations`` > 0 first
+    trains with pCE, then starts the method from that network, as all three
+    papers do; ``init_from`` starts from a saved ``.keras`` model instead.
+    """
+
+    iterations: int = 1200
+    steps_per_epoch: int = 100
+    batch_size: int = 8
+    seed: int = 0
+    deterministic: bool = False
+    pretrain_iterations: int = 0
+    init_from: typing.Optional[str] = None
+    validate_every: int = 1
+    num_grid_images: int = 6
+
+
+@dataclasses.dataclass
+class GDConfig:
+    """Gradient descent on pCE + a CRF regularizer (``grid`` or ``dense``)."""
+
+    regularizer: str = "grid"
+    weight: float = 0.0
+    relaxation: str = "bilinear"
+    sigma_rgb: float = 15.0
+    sigma_xy: float = 100.0
+    scale_factor: float = 0.5
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """A whole training run."""
+
+    method: str = "pce"
+    output: typing.Optional[str] = None
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    gd: GDConfig = dataclasses.field(default_factory=GDConfig)
+
+    @classmethod
+    def from_dict(cls, values, source="<config>"):
+        """Build and validate a config from nested dicts (e.g. parsed YAML)."""
+        config = _build(cls, values or {}, source, prefix="")
+        config.validate(source)
+        return config
+
+    @classmethod
+    def from_yaml(cls, path):
+        """Read a YAML file; errors name the file."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                values = yaml.safe_load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found.") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        if values is not None and not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys at the top level; "
+                              f"got {type(values).__name__}.")
+        return cls.from_dict(values, source=str(path))
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def override(self, source="<command line>", **dotted):
+        """A copy with ``section.key=value`` overrides (``None`` values are skipped)."""
+        values = self.to_dict()
+        for key, value in dotted.items():
+            if value is None:
+                continue
+            *parents, leaf = key.split(".")
+            node = values
+            for parent in parents:
+                node = node[parent]
+            node[leaf] = value
+        return TrainConfig.from_dict(values, source=source)
+
+    def validate(self, source="<config>"):
+        _choice(source, "method", self.method, METHODS)
+        _choice(source, "data.name", self.data.name, DATASETS)
+        _choice(source, "data.augmentation", self.data.augmentation, ("medical", "natural", "none"))
+        _choice(source, "gd.regularizer", self.gd.regularizer, ("grid", "dense"))
+        _choice(source, "gd.relaxation", self.gd.relaxation, ("bilinear", "quadratic"))
+        _positive(source, "training.iterations", self.training.iterations)
+        _positive(source, "training.steps_per_epoch", self.training.steps_per_epoch)
+        _positive(source, "training.batch_size", self.training.batch_size)
+        _positive(source, "training.validate_every", self.training.validate_every)
+        _positive(source, "data.size", self.data.size)
+        _positive(source, "optimizer.learning_rate", self.optimizer.learning_rate)
+        if self.training.pretrain_iterations < 0:
+            raise ConfigError(f"{source}: training.pretrain_iterations = "
+                              f"{self.training.pretrain_iterations}; expected >= 0.")
+        if not 0.0 <= self.data.scribble_ratio <= 1.0:
+            raise ConfigError(f"{source}: data.scribble_ratio = {self.data.scribble_ratio}; "
+                              "expected a value in [0, 1].")
+        if self.data.name == "acdc" and not 1 <= self.data.fold <= 5:
+            raise ConfigError(f"{source}: data.fold = {self.data.fold}; expected 1..5.")
+        if self.data.name in ("acdc", "voc") and not self.data.path:
+            raise ConfigError(f"{source}: data.path is required for data.name = "
+                              f"{self.data.name!r} (the folder holding the dataset).")
+
+    @property
+    def epochs(self):
+        """Number of epochs of the method's phase (the last one may be partial)."""
+        return -(-self.training.iterations // self.training.steps_per_epoch)
+
+
+def _choice(source, key, value, allowed):
+    if value not in allowed:
+        raise ConfigError(f"{source}: {key} = {value!r}; expected one of {', '.join(allowed)}.")
+
+
+def _positive(source, key, value):
+    if value <= 0:
+        raise ConfigError(f"{source}: {key} = {value!r}; expected a positive number.")
+
+
+def _build(cls, values, source, prefix):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping; "
+                          f"got {type(values).__name__} {values!r}.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key '{prefix}{unknown[0]}'; expected one of: "
+                          f"{', '.join(fields)}.")
+    kwargs = {}
+    for name, value in values.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[name] = _build(kind, value, source, prefix=f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(value, kind, source, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _check_type(value, kind, source, key):
+    """Return ``value`` converted to ``kind`` (int -> float allowed), or raise."""
+    optional = typing.get_origin(kind) is typing.Union and type(None) in typing.get_args(kind)
+    if optional:
+        if value is None:
+            return None
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind in (str, bool, dict) and isinstance(value, kind):
+        return value
+    raise ConfigError(f"{source}: {key} = {value!r} is a {type(value).__name__}; "
+                      f"expected {'null or ' if optional else ''}{kind.__name__}.")

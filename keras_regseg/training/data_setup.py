@@ -1,0 +1,58 @@
+"""Turn a :class:`~keras_regseg.training.config.DataConfig` into data sources."""
+
+import dataclasses
+import typing
+
+from keras_regseg.data.base import SegmentationSource
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """What a run trains on and validates against.
+
+    ``volumes`` is set for volumetric data (ACDC): validation then follows the
+    WSL4MIS protocol (3D Dice, HD95 per volume); otherwise ``validation``
+    images are scored by mIoU.
+    """
+
+    train: SegmentationSource
+    validation: SegmentationSource
+    volumes: typing.Optional[typing.Sequence] = None
+    input_size: typing.Optional[int] = None
+
+    @property
+    def num_classes(self):
+        return self.train.num_classes
+
+    @property
+    def channels(self):
+        return self.train.channels
+
+
+def build_training_data(config):
+    """Sources for ``config.name`` in ``synthetic``, ``acdc``, ``voc``."""
+    if config.name == "synthetic":
+        from keras_regseg.data.synthetic import SyntheticShapes
+
+        common = dict(size=config.size, channels=config.channels,
+                      num_classes=config.num_classes, scribble_ratio=config.scribble_ratio)
+        return TrainingData(
+            train=SyntheticShapes(num_samples=config.num_train, split="train", **common),
+            validation=SyntheticShapes(num_samples=config.num_val, split="val", **common),
+            input_size=config.size)
+    if config.name == "acdc":
+        from keras_regseg.data.acdc import ACDCSlices, ACDCVolumes
+
+        train = ACDCSlices(config.path, fold=config.fold, split="train", size=config.size,
+                           scribble_ratio=config.scribble_ratio)
+        volumes = ACDCVolumes(config.path, fold=config.fold, split="test")
+        validation = ACDCSlices(config.path, fold=config.fold, split="test", size=config.size)
+        return TrainingData(train=train, validation=validation, volumes=volumes,
+                            input_size=config.size)
+    if config.name == "voc":
+        from keras_regseg.data.voc import VOCFolder
+
+        return TrainingData(
+            train=VOCFolder(config.path, split=config.train_split, scribble_ratio=config.scribble_ratio),
+            validation=VOCFolder(config.path, split=config.val_split))
+    raise ValueError(f"unknown dataset {config.name!r}; expected synthetic, acdc or voc.")

@@ -1,0 +1,190 @@
+"""Run one training job from a :class:`~keras_regseg.training.config.TrainConfig`.
+
+A run owns one output folder::
+
+    <output>/
+      config.yaml            the resolved configuration
+      model.keras            the final network (written atomically)
+      checkpoints/last.keras the network after the last finished epoch
+      backup/                BackupAndRestore state: rerun the same command to resume
+      logs/                  TensorBoard (scalars, validation grid)
+      metrics.json           configuration, per-epoch history, final evaluation
+      training_curves.png    losses, validation metrics and learning rate per epoch
+      validation_grid.png    image / scribbles / prediction / ground truth
+      pretrain/              the pCE phase, when training.pretrain_iterations > 0
+"""
+
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+import yaml
+
+from keras_regseg.data.pipeline import make_training_dataset
+from keras_regseg.data.augment import Augmentation
+from keras_regseg.inference import make_predict_fn
+from keras_regseg.methods.registry import prepare_method
+from keras_regseg.models import build_model
+from keras_regseg.training import callbacks as cb
+from keras_regseg.training.config import TrainConfig
+from keras_regseg.training.data_setup import build_training_data
+from keras_regseg.training.evaluation import evaluate_run
+from keras_regseg.utils.files import atomic_write, write_json
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` returns: the output folder, the network and the final metrics."""
+
+    output: str
+    network: keras.Model
+    metrics: dict
+
+
+def default_output(config):
+    """``runs/<method>_<data>`` (stable, so rerunning a command resumes it)."""
+    return os.path.join("runs", f"{config.method}_{config.data.name}")
+
+
+def set_seeds(seed, deterministic):
+    """Seed Python, numpy and TensorFlow; optionally make TF ops deterministic."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def train(config, data=None, verbose=None, callbacks=()):
+    """Train as ``config`` says; resume if its output folder holds an unfinished run.
+
+    ``data`` (a :class:`TrainingData`) skips building the sources from
+    ``config.data``; ``callbacks`` are added to the method's phase.
+
+    >>> from keras_regseg.training.config import TrainConfig
+    >>> config = TrainConfig.from_dict({"training": {"iterations": 2, "steps_per_epoch": 2}})
+    >>> # result = train(config)   # writes runs/pce_synthetic/
+    """
+    if config.training.iterations % config.training.steps_per_epoch:
+        raise ValueError(
+            f"training.iterations = {config.training.iterations} is not a multiple of "
+            f"training.steps_per_epoch = {config.training.steps_per_epoch}; choose values whose "
+            "ratio is the number of epochs.")
+    output = config.output or default_output(config)
+    os.makedirs(output, exist_ok=True)
+    set_seeds(config.training.seed, config.training.deterministic)
+    verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
+    data = data or build_training_data(config.data)
+    network = initial_network(config, data, output, verbose)
+    return run_phase(config, network, data, output, verbose, extra_callbacks=callbacks)
+
+
+def initial_network(config, data, output, verbose):
+    """A fresh network, one loaded from ``init_from``, or the result of a pCE pretraining phase."""
+    training = config.training
+    if training.init_from:
+        return keras.saving.load_model(training.init_from, compile=False)
+    network = build_model(config.model.name, num_classes=data.num_classes,
+                          input_channels=data.channels, **config.model.options)
+    if training.pretrain_iterations and config.method not in ("pce", "full"):
+        pretrain_dir = os.path.join(output, "pretrain")
+        finished = os.path.join(pretrain_dir, "model.keras")
+        if os.path.exists(finished):
+            return keras.saving.load_model(finished, compile=False)
+        steps = min(training.steps_per_epoch, training.pretrain_iterations)
+        pretrain = config.override(**{
+            "method": "pce", "output": pretrain_dir,
+            "training.iterations": training.pretrain_iterations,
+            "training.steps_per_epoch": steps, "training.pretrain_iterations": 0})
+        if verbose:
+            print(f"Phase 1: pCE pretraining for {training.pretrain_iterations} iterations "
+                  f"in {pretrain_dir}", flush=True)
+        network = run_phase(pretrain, network, data, pretrain_dir, verbose).network
+        if verbose:
+            print(f"Phase 2: {config.method} from the pretrained network", flush=True)
+    return network
+
+
+def run_phase(config, network, data, output, verbose, extra_callbacks=()):
+    """Fit one method on ``network``; write the run folder; return a :class:`TrainResult`."""
+    started = time.time()
+    with open(os.path.join(output, "config.yaml"), "w", encoding="utf-8") as f:
+        yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+    setup = prepare_method(config, network)
+    steps, epochs = config.training.steps_per_epoch, config.epochs
+    from keras_regseg.training.optimizer import build_optimizer
+
+    setup.model.compile(optimizer=build_optimizer(config.optimizer, config.training.iterations),
+                        loss=setup.loss, jit_compile=False)
+    train_dataset = make_training_dataset(
+        data.train, batch_size=config.training.batch_size,
+        crop_size=config.data.crop_size, augmentation=augmentation_for(config.data),
+        seed=config.training.seed, target=setup.target)
+
+    predict = make_predict_fn(network, batch_size=32)
+    metrics_path = os.path.join(output, "metrics.json")
+    history = cb.MetricsHistory(metrics_path, {"config": config.to_dict()},
+                                history=_previous_history(metrics_path, output))
+    callbacks = [
+        cb.ValidationCallback(lambda _: evaluate_run(predict, data, quick=True),
+                              every=config.training.validate_every),
+        keras.callbacks.TerminateOnNaN(),
+        history,
+        cb.TrainingCurvesCallback(os.path.join(output, "training_curves.png"), history),
+        cb.PredictionGridCallback(os.path.join(output, "validation_grid.png"),
+                                  grid_samples(data.validation, config.training.num_grid_images),
+                                  predict, data.num_classes, every=config.training.validate_every,
+                                  log_dir=os.path.join(output, "logs", "images")),
+        cb.AtomicModelCheckpoint(os.path.join(output, "checkpoints", "last.keras")),
+        keras.callbacks.TensorBoard(os.path.join(output, "logs"), write_graph=False),
+        *setup.callbacks,
+        *extra_callbacks,
+        # Last, so that a resumed run never skips the history, plots and checkpoint of an epoch.
+        keras.callbacks.BackupAndRestore(os.path.join(output, "backup")),
+    ]
+    setup.model.fit(train_dataset, epochs=epochs, steps_per_epoch=steps, shuffle=False,
+                    callbacks=callbacks, verbose=verbose)
+    final = evaluate_run(predict, data, quick=False)
+    final["wall_s"] = time.time() - started
+    history.write(final=final)
+    atomic_write(os.path.join(output, "model.keras"), network.save)
+    if verbose:
+        print(summary_line(config, final, output), flush=True)
+    return TrainResult(output=output, network=network, metrics=final)
+
+
+def augmentation_for(data_config):
+    """The augmentation preset named in the data config."""
+    if data_config.augmentation == "none":
+        return None
+    return getattr(Augmentation, data_config.augmentation)()
+
+
+def grid_samples(source, count):
+    """The first ``count`` samples that have a dense label (for the prediction grid)."""
+    picked = []
+    for index in range(len(source)):
+        sample = source.load(index)
+        picked.append(sample)
+        if len(picked) == count:
+            break
+    return picked
+
+
+def _previous_history(metrics_path, output):
+    """History of an interrupted run, so a resumed run keeps its earlier epochs."""
+    if not (os.path.isdir(os.path.join(output, "backup")) and os.path.exists(metrics_path)):
+        return None
+    with open(metrics_path, encoding="utf-8") as f:
+        previous = json.load(f).get("history", {})
+    return previous or None
+
+
+def summary_line(config, metrics, output):
+    """One line naming the method, the main score and the run folder."""
+    scores = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("mean_dice", "miou", "pixel_accuracy",
+                                                         "potts_energy") if k in metrics)
+    return f"[{config.method}] {scores}; wall {metrics['wall_s']:.0f} s; results in {output}"
