@@ -342,3 +342,23 @@ def test_eval_dataset_keeps_order_ids_and_pads():
     assert (labels[:, 12:] == PAD_INDEX).all() and (labels[:, :, 12:] == PAD_INDEX).all()
     images, y_true = next(iter(make_eval_dataset(source, target="weak", keep_ids=False)))
     np.testing.assert_array_equal(y_true[0, ..., 0], source.weak_labels[0])
+
+
+def test_image_level_targets_for_ccnn():
+    from keras_regseg.data.pipeline import size_bits
+    from keras_regseg.data.synthetic import SyntheticShapes
+    from keras_regseg.data.weak_labels import size_bits_from_mask
+
+    source = SyntheticShapes(num_samples=6, size=32, seed=4)
+    for i in range(len(source)):
+        dense = source.load(i)["dense_label"]
+        np.testing.assert_array_equal(size_bits(dense, source.num_classes).numpy(),
+                                      size_bits_from_mask(dense, source.num_classes))
+    dataset = make_training_dataset(source, batch_size=6, shuffle=False, seed=0,
+                                    target="tags_and_sizes")
+    images, targets = next(iter(dataset))
+    assert sorted(targets) == ["size_bits", "tags"]
+    np.testing.assert_array_equal(targets["tags"].numpy(), source.tags)
+    tags_only = next(iter(make_training_dataset(source, batch_size=6, shuffle=False, seed=0,
+                                                target="tags")))[1]
+    assert sorted(tags_only) == ["tags"]

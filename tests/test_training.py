@@ -114,3 +114,15 @@ def test_iterations_must_split_into_epochs(tmp_path, tiny_data):
     config = tiny_config(tmp_path, training={"iterations": 5, "steps_per_epoch": 2})
     with pytest.raises(ValueError, match="not a multiple of training.steps_per_epoch"):
         train(config, data=tiny_data, verbose=0)
+
+
+def test_ccnn_trains_from_tags_and_saves_the_plain_network(tmp_path, tiny_data):
+    config = tiny_config(tmp_path, method="ccnn", ccnn={"size_bits": True, "downscale": 4,
+                                                       "background_lower": 0.5,
+                                                       "background_upper": 0.95})
+    result = train(config, data=tiny_data, verbose=0)
+    history = read_metrics(result.output)["history"]
+    assert np.isfinite(history["ccnn_violation"]).all()
+    assert np.isfinite(history["loss"]).all()
+    saved = keras.saving.load_model(os.path.join(result.output, "model.keras"))
+    assert saved.name == result.network.name        # the network, not the CCNN wrapper

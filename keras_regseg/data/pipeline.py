@@ -26,13 +26,40 @@ from keras_regseg.data.base import SegmentationSource
 from keras_regseg.data.spec import PAD_INDEX
 from keras_regseg.losses.targets import pack_targets
 
-TARGETS = {"weak": "weak_label", "dense": "dense_label"}
+TARGETS = {"weak": "weak_label", "dense": "dense_label", "tags": "weak_label",
+           "tags_and_sizes": "weak_label"}
+"""``target`` -> the label map the sample keeps through augmentation.
+
+``"tags"`` and ``"tags_and_sizes"`` (image-level supervision, CCNN) give
+``y_true = {"tags": [B, K]}`` or ``{"tags": [B, K], "size_bits": [B, K]}``
+instead of packed label maps; tags and size bits are image-level facts, so
+they are read before augmentation.
+"""
+
+SIZE_BIT_THRESHOLD = 0.1
+"""A class's size bit is 1 when it covers more than this fraction of the image (CCNN paper)."""
 
 
 def _label_key(target):
     if target not in TARGETS:
         raise ValueError(f"target must be one of {sorted(TARGETS)}; got {target!r}.")
     return TARGETS[target]
+
+
+def size_bits(dense_label, num_classes, threshold=SIZE_BIT_THRESHOLD):
+    """float32 ``[K]``: 1 for classes covering more than ``threshold`` of the labeled pixels.
+
+    >>> import numpy as np
+    >>> size_bits(np.array([[0, 0, 0, 1], [0, 0, 0, 2]] * 5), 4).numpy().tolist()
+    [1.0, 1.0, 1.0, 0.0]
+    """
+    labels = tf.reshape(tf.cast(dense_label, tf.int32), [-1])
+    valid = tf.boolean_mask(labels, (labels >= 0) & (labels < num_classes))
+    counts = tf.math.bincount(valid, minlength=num_classes, maxlength=num_classes,
+                              dtype=tf.float32)
+    counts = tf.reshape(counts, [num_classes])   # static shape for the model's checks
+    total = tf.maximum(tf.reduce_sum(counts), 1.0)
+    return tf.cast(counts / total > threshold, tf.float32)
 
 
 def _check_input(source):
@@ -131,7 +158,8 @@ def make_training_dataset(source, batch_size, crop_size=None, augmentation=None,
         shuffle: reshuffle every epoch.
         seed: makes shuffling and augmentation reproducible; ``None``: random.
         repeat: repeat forever (use ``steps_per_epoch`` in ``fit``).
-        target: ``"weak"`` trains on ``weak_label``, ``"dense"`` on ``dense_label``.
+        target: ``"weak"`` trains on ``weak_label``, ``"dense"`` on ``dense_label``,
+            ``"tags"`` / ``"tags_and_sizes"`` on image-level tags (see :data:`TARGETS`).
         shuffle_buffer: buffer size when samples cannot be shuffled by index.
 
     Returns:
@@ -149,8 +177,14 @@ def make_training_dataset(source, batch_size, crop_size=None, augmentation=None,
     size_check = _fixed_size_check(source, crop_size, augmentation)
 
     samples = _samples(source, shuffle, seed, repeat, shuffle_buffer)
+    image_level = target in ("tags", "tags_and_sizes")
+    if image_level:
+        num_classes = samples.element_spec["tags"].shape[-1]
+        samples = samples.map(lambda s: dict(s, image_targets=_image_targets(
+            s, num_classes, with_sizes=target == "tags_and_sizes")))
     # Drop what the step does not use (the id names a sample in size errors).
-    samples = samples.map(lambda s: _select(s, ["image", label_key], optional=["id"]))
+    samples = samples.map(lambda s: _select(s, ["image", label_key],
+                                            optional=["id", "image_targets"]))
     # One stateless seed pair per sample, drawn from a seeded stream: augmentations are then
     # reproducible whatever the parallelism, and differ from epoch to epoch.
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
@@ -162,14 +196,25 @@ def make_training_dataset(source, batch_size, crop_size=None, augmentation=None,
         image = sample["image"]
         if crop_size is not None:
             image.set_shape([*crop_size, None])
+        if image_level:
+            return image, sample["image_targets"]
         return image, sample[label_key]
 
     dataset = tf.data.Dataset.zip(samples, seeds).map(
         augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=True, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.map(lambda images, labels: (images, pack_targets(labels, images)),
-                          num_parallel_calls=tf.data.AUTOTUNE)
+    if not image_level:
+        dataset = dataset.map(lambda images, labels: (images, pack_targets(labels, images)),
+                              num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _image_targets(sample, num_classes, with_sizes):
+    """CCNN targets of one sample: its tags, and size bits from its dense label."""
+    targets = {"tags": tf.cast(sample["tags"], tf.float32)}
+    if with_sizes:
+        targets["size_bits"] = size_bits(sample["dense_label"], num_classes)
+    return targets
 
 
 def _pad_to_multiple(sample, multiple, label_key):

@@ -18,12 +18,14 @@ from keras_regseg.losses import CrossEntropy, PartialCrossEntropy, WeightedSumLo
 class MethodSetup:
     """The pieces :func:`keras_regseg.training.trainer.train` needs for one method.
 
-    ``target`` says which label map the pipeline packs into ``y_true``:
-    ``"weak"`` (scribbles) or ``"dense"`` (full masks).
+    ``target`` says what the pipeline puts in ``y_true`` (see
+    :data:`keras_regseg.data.pipeline.TARGETS`): ``"weak"`` (scribbles),
+    ``"dense"`` (full masks), ``"tags"`` or ``"tags_and_sizes"`` (CCNN).
+    ``loss`` is ``None`` for models whose ``train_step`` computes its own.
     """
 
     model: keras.Model
-    loss: keras.losses.Loss
+    loss: typing.Optional[keras.losses.Loss]
     target: str = "weak"
     callbacks: typing.List[keras.callbacks.Callback] = dataclasses.field(default_factory=list)
 
@@ -51,6 +53,23 @@ def prepare_method(config, network):
         loss = WeightedSumLoss([PartialCrossEntropy(), regularizer_loss(config.gd)],
                                [1.0, config.gd.weight], name=f"pce_plus_{config.gd.regularizer}_crf")
         return MethodSetup(network, loss, "weak")
+    if method == "ccnn":
+        return ccnn_setup(config.ccnn, network)
     raise NotImplementedError(
         f"method {method!r} is not available in this version of keras_regseg; "
-        "available: pce, full, gd.")
+        "available: pce, full, gd, ccnn.")
+
+
+def ccnn_setup(ccnn_config, network):
+    """CCNN: the network wrapped in a :class:`CCNNModel` trained on image tags."""
+    from keras_regseg.methods.ccnn_constraints import TagConstraintConfig
+    from keras_regseg.methods.ccnn_model import CCNNModel
+
+    constraints = TagConstraintConfig(
+        foreground_lower=ccnn_config.foreground_lower,
+        background_lower=ccnn_config.background_lower,
+        background_upper=ccnn_config.background_upper,
+        large_lower=ccnn_config.large_lower, small_upper=ccnn_config.small_upper)
+    model = CCNNModel(network, constraints=constraints, downscale=ccnn_config.downscale,
+                      max_iterations=ccnn_config.max_iterations, tolerance=ccnn_config.tolerance)
+    return MethodSetup(model, None, "tags_and_sizes" if ccnn_config.size_bits else "tags")

@@ -107,6 +107,28 @@ class GDConfig:
 
 
 @dataclasses.dataclass
+class CCNNConfig:
+    """Constrained CNN from image tags (and optional size bits).
+
+    Bounds are fractions of the image, the paper's defaults (Pascal VOC):
+    each tagged class covers at least ``foreground_lower``, the background
+    between ``background_lower`` and ``background_upper``; with ``size_bits``
+    a large class (> 10 % of the image) at least ``large_lower`` and a small
+    one at most ``small_upper``. Set them from what is known of the domain.
+    """
+
+    size_bits: bool = False
+    downscale: int = 8
+    foreground_lower: float = 0.05
+    background_lower: float = 0.3
+    background_upper: float = 0.7
+    large_lower: float = 0.1
+    small_upper: float = 0.01
+    max_iterations: int = 3000
+    tolerance: float = 1e-3
+
+
+@dataclasses.dataclass
 class TrainConfig:
     """A whole training run."""
 
@@ -117,6 +139,7 @@ class TrainConfig:
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
     gd: GDConfig = dataclasses.field(default_factory=GDConfig)
+    ccnn: CCNNConfig = dataclasses.field(default_factory=CCNNConfig)
 
     @classmethod
     def from_dict(cls, values, source="<config>"):
@@ -162,6 +185,11 @@ class TrainConfig:
         _choice(source, "data.augmentation", self.data.augmentation, ("medical", "natural", "none"))
         _choice(source, "gd.regularizer", self.gd.regularizer, ("grid", "dense"))
         _choice(source, "gd.relaxation", self.gd.relaxation, ("bilinear", "quadratic"))
+        _positive(source, "ccnn.downscale", self.ccnn.downscale)
+        if not 0.0 <= self.ccnn.background_lower <= self.ccnn.background_upper <= 1.0:
+            raise ConfigError(f"{source}: ccnn.background_lower = {self.ccnn.background_lower} and "
+                              f"ccnn.background_upper = {self.ccnn.background_upper}; expected "
+                              "0 <= lower <= upper <= 1.")
         _positive(source, "training.iterations", self.training.iterations)
         _positive(source, "training.steps_per_epoch", self.training.steps_per_epoch)
         _positive(source, "training.batch_size", self.training.batch_size)

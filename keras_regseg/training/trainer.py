@@ -124,6 +124,10 @@ def run_phase(config, network, data, output, verbose, extra_callbacks=()):
         crop_size=config.data.crop_size, augmentation=augmentation_for(config.data),
         seed=config.training.seed, target=setup.target)
 
+    if not setup.model.built:
+        # BackupAndRestore needs a built model (a wrapper around the network is built lazily).
+        images, _ = next(iter(train_dataset.take(1)))
+        setup.model(images[:1])
     predict = make_predict_fn(network, batch_size=32)
     metrics_path = os.path.join(output, "metrics.json")
     history = cb.MetricsHistory(metrics_path, {"config": config.to_dict()},
@@ -138,7 +142,7 @@ def run_phase(config, network, data, output, verbose, extra_callbacks=()):
                                   grid_samples(data.validation, config.training.num_grid_images),
                                   predict, data.num_classes, every=config.training.validate_every,
                                   log_dir=os.path.join(output, "logs", "images")),
-        cb.AtomicModelCheckpoint(os.path.join(output, "checkpoints", "last.keras")),
+        cb.AtomicModelCheckpoint(os.path.join(output, "checkpoints", "last.keras"), network),
         keras.callbacks.TensorBoard(os.path.join(output, "logs"), write_graph=False),
         *setup.callbacks,
         *extra_callbacks,

@@ -10,11 +10,15 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
 
     Keras's own ``ModelCheckpoint`` writes in place, so a kill during the
     write leaves a corrupt file where the last good one was.
+
+    ``network`` is the model to save when the fitted model wraps it (methods
+    with their own ``train_step``); by default the fitted model itself.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, network=None):
         super().__init__()
         self.path = path
+        self.network = network
 
     def on_epoch_end(self, epoch, logs=None):
-        atomic_write(self.path, self.model.save)
+        atomic_write(self.path, (self.network or self.model).save)
