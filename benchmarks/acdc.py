@@ -30,7 +30,7 @@ QUICK = dict(iterations=20, steps_per_epoch=10)
 METHODS = {
     "pce": {"method": "pce"},
     "full": {"method": "full"},
-    "grid_gd": {"method": "gd", "gd.regularizer": "grid"},
+    "grid_gd": {"method": "gd", "gd.regularizer": "grid", "gd.weight": 1.0},
     "dense_gd": {"method": "gd", "gd.regularizer": "dense"},
 }
 FINETUNED = {"grid_gd", "dense_gd", "adm", "trust_region"}
@@ -84,7 +84,20 @@ def run_method(name, budget, fold, args, data):
     if metrics is None:
         print(f"== training {name} (fold {fold}) in {config.output}", flush=True)
         metrics = train(config, data=data, verbose=2).metrics
+    if "potts_energy" not in metrics:   # runs finished before the energy was logged
+        metrics["potts_energy"] = saved_model_energy(config.output, data)
     return metrics
+
+
+def saved_model_energy(output, data):
+    """Mean per-pixel Potts energy of a finished run's network on the test slices."""
+    import keras
+
+    from keras_regseg.inference import make_predict_fn
+    from keras_regseg.training.evaluation import mean_potts_energy
+
+    network = keras.saving.load_model(os.path.join(output, "model.keras"), compile=False)
+    return mean_potts_energy(make_predict_fn(network, batch_size=32), data.validation)
 
 
 def row_of(metrics):

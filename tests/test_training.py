@@ -126,3 +126,43 @@ def test_ccnn_trains_from_tags_and_saves_the_plain_network(tmp_path, tiny_data):
     assert np.isfinite(history["loss"]).all()
     saved = keras.saving.load_model(os.path.join(result.output, "model.keras"))
     assert saved.name == result.network.name        # the network, not the CCNN wrapper
+
+
+def test_final_metrics_include_the_potts_energy_of_predictions(tmp_path, tiny_data):
+    from keras_regseg.losses import potts_energy_np
+    from keras_regseg.training.evaluation import mean_potts_energy
+
+    source = tiny_data.validation
+    # A "network" that returns the ground truth: the energy is that of the true masks.
+    def oracle(images):
+        index = {source.load(i)["image"].tobytes(): i for i in range(len(source))}
+        return np.stack([np.eye(source.num_classes)[source.load(index[im.tobytes()])["dense_label"]]
+                         for im in images])
+    expected = np.mean([potts_energy_np(s["dense_label"], s["image"]) / s["dense_label"].size
+                        for s in (source.load(i) for i in range(len(source)))])
+    assert mean_potts_energy(oracle, source) == pytest.approx(expected)
+    assert mean_potts_energy(oracle, source, batch_size=1) == pytest.approx(expected)
+    # A constant labeling has no boundary: zero energy.
+    constant = lambda images: np.ones(images.shape[:3] + (source.num_classes,)) * np.eye(source.num_classes)[0]
+    assert mean_potts_energy(constant, source) == 0.0
+
+
+@pytest.mark.parametrize("regularizer", ["grid", "dense"])
+def test_gd_pretrains_with_pce_then_adds_the_crf(tmp_path, tiny_data, regularizer):
+    from keras_regseg.methods.registry import prepare_method
+
+    config = tiny_config(tmp_path, method="gd", gd={"regularizer": regularizer},
+                         training={"pretrain_iterations": 2})
+    result = train(config, data=tiny_data, verbose=0)
+    assert os.path.exists(os.path.join(result.output, "pretrain", "model.keras"))
+    assert read_metrics(os.path.join(result.output, "pretrain"))["config"]["method"] == "pce"
+    assert np.isfinite(read_metrics(result.output)["history"]["loss"]).all()
+    assert "potts_energy" in read_metrics(result.output)["final"]
+    # The GD loss is pCE plus a positive regularizer on a non-constant prediction.
+    setup = prepare_method(config, result.network)
+    images, y_true = next(iter(__import__("keras_regseg").data.make_training_dataset(
+        tiny_data.train, batch_size=4, seed=0)))
+    logits = result.network(images) * 0 + np.random.default_rng(0).normal(
+        size=(4, 32, 32, 4)).astype("float32")
+    pce = float(setup.loss.losses[0](y_true, logits))
+    assert float(setup.loss(y_true, logits)) > pce

@@ -1,5 +1,17 @@
-"""Losses of keras_regseg: each returns per-pixel values from logits."""
+"""Losses of keras_regseg: each returns per-pixel values from logits.
+
+- :class:`PartialCrossEntropy` (seeds only) and :class:`CrossEntropy` (dense labels);
+- CRF regularizers :class:`GridCRFLoss` (8-neighbourhood Potts, contrast-sensitive) and
+  :class:`DenseCRFLoss` (Gaussian kernel through a permutohedral lattice);
+- :class:`WeightedSumLoss` to combine them, e.g. pCE + CRF (the GD method);
+- :func:`potts_energy` / :class:`PottsEnergy`: the exact Potts energy of a hard labeling.
+"""
 
 from keras_regseg.losses.composite import WeightedSumLoss
+from keras_regseg.losses.contrast import grid_edge_weights, grid_edge_weights_np
 from keras_regseg.losses.cross_entropy import CrossEntropy, PartialCrossEntropy
+from keras_regseg.losses.dense_crf import DenseCRFLoss, dense_crf_energy
+from keras_regseg.losses.grid_crf import GridCRFLoss, grid_crf_energy
+from keras_regseg.losses.permutohedral import PermutohedralLattice, gaussian_filter_bruteforce
+from keras_regseg.losses.potts import PottsEnergy, potts_energy, potts_energy_np
 from keras_regseg.losses.targets import pack_targets, unpack_targets

@@ -30,16 +30,21 @@ class MethodSetup:
     callbacks: typing.List[keras.callbacks.Callback] = dataclasses.field(default_factory=list)
 
 
+GRID_DEFAULT_WEIGHT = 1.0
+"""Grid CRF weight when the config gives none: the per-pixel Potts energy counts as much as
+the per-seed cross-entropy (both are means, so the ratio does not depend on image size)."""
+
+
 def regularizer_loss(gd_config):
     """The CRF regularizer of a :class:`~keras_regseg.training.config.GDConfig`."""
+    from keras_regseg.losses import DenseCRFLoss, GridCRFLoss
+
     if gd_config.regularizer == "grid":
-        from keras_regseg.losses.grid_crf import GridCRFLoss
-
-        return GridCRFLoss(relaxation=gd_config.relaxation)
-    from keras_regseg.losses.dense_crf import DenseCRFLoss
-
+        weight = GRID_DEFAULT_WEIGHT if gd_config.weight is None else gd_config.weight
+        return GridCRFLoss(weight=weight, relaxation=gd_config.relaxation)
+    extra = {} if gd_config.weight is None else {"weight": gd_config.weight}
     return DenseCRFLoss(sigma_rgb=gd_config.sigma_rgb, sigma_xy=gd_config.sigma_xy,
-                        scale_factor=gd_config.scale_factor)
+                        scale_factor=gd_config.scale_factor, **extra)
 
 
 def prepare_method(config, network):
@@ -51,7 +56,7 @@ def prepare_method(config, network):
         return MethodSetup(network, CrossEntropy(), "dense")
     if method == "gd":
         loss = WeightedSumLoss([PartialCrossEntropy(), regularizer_loss(config.gd)],
-                               [1.0, config.gd.weight], name=f"pce_plus_{config.gd.regularizer}_crf")
+                               name=f"pce_plus_{config.gd.regularizer}_crf")
         return MethodSetup(network, loss, "weak")
     if method == "ccnn":
         return ccnn_setup(config.ccnn, network)

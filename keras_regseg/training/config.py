@@ -96,10 +96,15 @@ class TrainingConfig:
 
 @dataclasses.dataclass
 class GDConfig:
-    """Gradient descent on pCE + a CRF regularizer (``grid`` or ``dense``)."""
+    """Gradient descent on pCE + a CRF regularizer (``grid`` or ``dense``).
+
+    ``weight`` multiplies the regularizer; ``null`` takes the regularizer's
+    own default (dense: rloss's 2e-9 in per-pixel units; grid: see
+    :data:`keras_regseg.methods.registry.GRID_DEFAULT_WEIGHT`).
+    """
 
     regularizer: str = "grid"
-    weight: float = 0.0
+    weight: typing.Optional[float] = None
     relaxation: str = "bilinear"
     sigma_rgb: float = 15.0
     sigma_xy: float = 100.0

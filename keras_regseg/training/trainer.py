@@ -111,6 +111,7 @@ def initial_network(config, data, output, verbose):
 def run_phase(config, network, data, output, verbose, extra_callbacks=()):
     """Fit one method on ``network``; write the run folder; return a :class:`TrainResult`."""
     started = time.time()
+    os.makedirs(output, exist_ok=True)
     with open(os.path.join(output, "config.yaml"), "w", encoding="utf-8") as f:
         yaml.safe_dump(config.to_dict(), f, sort_keys=False)
     setup = prepare_method(config, network)

@@ -1,0 +1,152 @@
+"""Forward + backward time of the dense and grid CRF losses, and the lattice's error against brute force.
+
+Cases: batch 12 at 128x128 and 256x256, grayscale and RGB, K = 4 and 21, one
+``tf.function`` computing the loss and its gradient with respect to the logits
+(the whole training-time cost of the regularizer), median after warm-up. The
+dense loss runs with its defaults (sigma_rgb 15, sigma_xy 100, scale 0.5);
+the headline case (256x256, K = 4, grayscale) is also timed at full scale to
+compare with the rloss C++ filter (0.19 s full scale, 0.06 s at scale 0.5 on
+2 threads). Growth: grayscale K = 4 from 64x64 to 512x512 (``--quick``: to
+256x256), with the log-log slope of time against pixels (1 = linear).
+
+Accuracy: the relative error ``|W S - (W S)_exact| / |(W S)_exact|`` of the
+operator the loss uses (read from its gradient, ``-2 W S``) against the O(N^2)
+Gaussian sum, on 32x32 synthetic images (48x48 without ``--quick``) with
+sigma_xy scaled to keep the default's ratio of image size to bandwidth
+(128 px filtered / 50 px), grayscale and RGB; the JSON's
+``max_relative_error_vs_bruteforce`` is the worst case.
+
+Images are synthetic but photo-like: smooth shading, a blob-shaped object of
+another colour, a little noise.
+
+    python benchmarks/dense_crf.py --quick --json /tmp/dense_crf.json
+"""
+
+import os
+
+import common
+import numpy as np
+import tensorflow as tf
+from scipy import ndimage
+
+from keras_regseg.losses.dense_crf import DenseCRFLoss, dense_crf_energy, dense_crf_features
+from keras_regseg.losses.grid_crf import GridCRFLoss
+from keras_regseg.losses.permutohedral import gaussian_filter_bruteforce
+from keras_regseg.losses.targets import pack_targets
+
+BATCH = 12
+
+
+def natural_images(rng, batch, side, channels):
+    images = []
+    for _ in range(batch):
+        shade = ndimage.gaussian_filter(rng.rand(side, side, channels), (side / 16, side / 16, 0))
+        shade = (shade - shade.min()) / (np.ptp(shade) + 1e-9)
+        blob = ndimage.gaussian_filter(rng.rand(side, side), side / 10) > 0.5
+        image = 0.5 * shade + 0.4 * blob[..., None] * rng.rand(channels) + 0.03 * rng.rand(side, side, channels)
+        images.append(np.clip(image, 0, 1))
+    return np.stack(images).astype(np.float32)
+
+
+def step_time(loss, side, channels, classes, repeats, rng):
+    """Median seconds of loss + gradient for one batch."""
+    images = natural_images(rng, BATCH, side, channels)
+    y_true = pack_targets(np.full((BATCH, side, side), 255), images)
+    logits = tf.constant(rng.randn(BATCH, side, side, classes).astype(np.float32))
+
+    @tf.function
+    def forward_backward(y_true, logits):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            value = loss(y_true, logits)
+        return value, tape.gradient(value, logits)
+
+    def run():
+        value, gradient = forward_backward(y_true, logits)
+        gradient.numpy()
+        return float(value)
+
+    return common.median_time(run, repeats, warmup=1)
+
+
+def relative_error(side, channels, rng, samples=3):
+    """Worst relative error of the loss's W S against the exact Gaussian sum over a few images."""
+    sigma_xy, sigma_rgb = 50.0 * side / 128.0, 15.0
+    worst = 0.0
+    for _ in range(samples):
+        images = natural_images(rng, 1, side, channels).astype(np.float64)
+        probs = tf.nn.softmax(rng.randn(1, side, side, 4) * 2)
+        with tf.GradientTape() as tape:
+            tape.watch(probs)
+            total = tf.reduce_sum(dense_crf_energy(probs, images, None, sigma_rgb, sigma_xy))
+        ws = -0.5 * tape.gradient(total, probs).numpy().reshape(1, -1, 4)
+        features = dense_crf_features(tf.constant(images), sigma_rgb, sigma_xy)
+        exact = gaussian_filter_bruteforce(features, tf.reshape(probs, [1, -1, 4])).numpy()
+        worst = max(worst, float(np.linalg.norm(ws - exact) / np.linalg.norm(exact)))
+    return worst
+
+
+def main():
+    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    rng = np.random.RandomState(0)
+    repeats = 3 if args.quick else 5
+    dense, grid = DenseCRFLoss(), GridCRFLoss()
+
+    measured = {}
+
+    def timed(kind, side, channels, classes):
+        key = (kind, side, channels, classes)
+        if key not in measured:
+            loss = {"dense": dense, "grid": grid, "dense_full_scale": DenseCRFLoss(scale_factor=1.0)}[kind]
+            measured[key] = step_time(loss, side, channels, classes, repeats, rng)
+        return measured[key]
+
+    cases, grid_cases = [], []
+    for side in (128, 256):
+        for channels in (1, 3):
+            for classes in (4, 21):
+                if args.quick and classes == 21 and side == 256:
+                    continue
+                row = dict(side=side, batch=BATCH, channels=channels, classes=classes)
+                cases.append(dict(row, seconds=timed("dense", side, channels, classes)))
+                grid_cases.append(dict(row, seconds=timed("grid", side, channels, classes)))
+    full_scale = timed("dense_full_scale", 256, 1, 4)
+
+    growth = []
+    for side in (64, 128, 256) if args.quick else (64, 128, 256, 512):
+        growth.append(dict(side=side, batch=BATCH, channels=1, classes=4, seconds=timed("dense", side, 1, 4),
+                           grid_seconds=timed("grid", side, 1, 4)))
+    pixels = np.log([g["side"] ** 2 for g in growth])
+    slope = float(np.polyfit(pixels, np.log([g["seconds"] for g in growth]), 1)[0])
+    grid_slope = float(np.polyfit(pixels, np.log([g["grid_seconds"] for g in growth]), 1)[0])
+
+    error_side = 32 if args.quick else 48
+    errors = {f"{'rgb' if c == 3 else 'gray'}_{error_side}": relative_error(error_side, c, rng) for c in (1, 3)}
+
+    print(f"Dense CRF loss (scale 0.5) and grid CRF loss, forward + backward, batch {BATCH}, median s")
+    common.print_table(
+        ["side", "channels", "K", "dense s", "grid s"],
+        [[c["side"], c["channels"], c["classes"], c["seconds"], g["seconds"]] for c, g in zip(cases, grid_cases)])
+    print(f"\ndense, 256x256, gray, K=4 at full scale (scale_factor 1.0): {full_scale:.3f} s")
+    print("\nGrowth with image size (gray, K=4):")
+    common.print_table(["side", "dense s", "grid s"], [[g["side"], g["seconds"], g["grid_seconds"]] for g in growth])
+    print(f"log-log slope vs pixels: dense {slope:.2f}, grid {grid_slope:.2f} (1 = linear)")
+    print("\nRelative error of W S vs brute force:",
+          ", ".join(f"{k} {v:.2%}" for k, v in errors.items()))
+
+    common.write_json(args.json, {
+        "cases": cases,
+        "grid_cases": grid_cases,
+        "max_relative_error_vs_bruteforce": max(errors.values()),
+        "relative_error_vs_bruteforce": errors,
+        "dense_full_scale_256_gray_k4_seconds": full_scale,
+        "growth": growth,
+        "growth_loglog_slope": {"dense": slope, "grid": grid_slope},
+        "settings": {"sigma_rgb": 15.0, "sigma_xy": 100.0, "scale_factor": 0.5, "calibration_samples": 64,
+                     "quick": bool(args.quick)},
+        "cpus": len(os.sched_getaffinity(0)),
+    })
+
+
+if __name__ == "__main__":
+    main()
