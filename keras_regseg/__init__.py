@@ -1,7 +1,8 @@
 """keras_regseg: train Keras segmentation networks from weak labels.
 
-Subpackages load on first use (``krs.models``, ``krs.losses``...), so the
-command-line tools can check their flags before TensorFlow starts.
+Importing the package registers its networks, losses and training models
+with Keras, so ``keras.saving.load_model`` reads keras_regseg ``.keras``
+files. The training and solver subpackages load on first use.
 
 >>> import keras_regseg as krs
 >>> krs.losses.PartialCrossEntropy().name
@@ -10,17 +11,14 @@ command-line tools can check their flags before TensorFlow starts.
 
 import importlib
 
-from keras_regseg.version import __version__
+from keras_regseg import data, evaluation, export, losses, methods, models  # noqa: F401
+from keras_regseg.saving import load_model  # noqa: F401
+from keras_regseg.version import __version__  # noqa: F401
 
-_SUBPACKAGES = ("data", "evaluation", "export", "losses", "methods", "models", "solvers",
-                "training", "inference", "visualization")
+_LAZY = ("inference", "solvers", "training", "visualization", "prediction")
 
 
 def __getattr__(name):
-    if name in _SUBPACKAGES:
+    if name in _LAZY:
         return importlib.import_module(f"keras_regseg.{name}")
     raise AttributeError(f"module 'keras_regseg' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_SUBPACKAGES))

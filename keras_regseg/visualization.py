@@ -82,24 +82,34 @@ def prediction_grid(path, images, weak_labels, predictions, dense_labels, num_cl
 
 
 def training_curves(path, history):
-    """Save a PNG of every logged series against the epoch, losses and metrics apart."""
+    """Save a PNG of every logged series against the epoch.
+
+    Losses share a panel; each validation metric gets its own (Dice in [0, 1]
+    and HD95 in pixels do not share a scale); the learning rate comes last.
+    """
     series = {k: v for k, v in history.items() if len(v) and np.isfinite(v).any()}
     losses = [k for k in series if "loss" in k]
     metrics = [k for k in series if k not in losses and k != "learning_rate"]
-    panels = [("loss", losses), ("validation metrics", metrics)]
+    panels = [("loss", losses)] if losses else []
+    panels += [(key, [key]) for key in metrics]
     if "learning_rate" in series:
         panels.append(("learning rate", ["learning_rate"]))
-    panels = [(t, keys) for t, keys in panels if keys]
-    figure, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.5 * max(len(panels), 1), 3.4),
-                                squeeze=False)
-    for axis, (title, keys) in zip(axes[0], panels):
+    columns = min(max(len(panels), 1), 4)
+    rows = -(-max(len(panels), 1) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.0 * columns, 3.0 * rows), squeeze=False)
+    for axis in axes.flat[len(panels):]:
+        axis.set_visible(False)
+    for axis, (title, keys) in zip(axes.flat, panels):
         for key in keys:
             values = np.asarray(series[key], np.float64)
-            axis.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3, label=key)
-        axis.set_title(title)
+            epochs = np.arange(1, len(values) + 1)
+            shown = np.isfinite(values)        # epochs without validation are skipped
+            axis.plot(epochs[shown], values[shown], marker="o", markersize=3, label=key)
+        axis.set_title(title, fontsize=10)
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        if len(keys) > 1:
+            axis.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=80)
     plt.close(figure)

@@ -69,3 +69,16 @@ def test_readme_example_learns_from_scribbles():
     disk_iou = example.main(epochs=12)
     # Predicting background everywhere gives IoU 0; the scribbles alone cover a few % of the disk.
     assert disk_iou > 0.6
+
+
+def test_a_fresh_process_loads_saved_networks_after_importing_the_package(tmp_path):
+    from keras_regseg.models import UNet
+
+    path = tmp_path / "net.keras"
+    UNet(num_classes=3, filters=(4, 8), dropout=0.0).save(path)
+    code = ("import keras, keras_regseg; m = keras.saving.load_model(%r); print(m.num_classes)"
+            % str(path))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("3")

@@ -323,7 +323,7 @@ def test_size_changing_augmentation_without_crop_fails_early():
     with pytest.raises(ValueError, match="rot90"):
         make_training_dataset(wide, 2, augmentation=Augmentation(rot90=True))
     with pytest.raises(ValueError, match="target"):
-        make_training_dataset(wide, 2, target="tags")
+        make_training_dataset(wide, 2, target="masks")
     with pytest.raises(ValueError, match="fewer than batch_size"):
         make_training_dataset(wide, 3, repeat=False)
 

@@ -43,11 +43,10 @@ def load_predict_fn(path):
 
         serving = tf.saved_model.load(path).signatures["serving_default"]
         return lambda images: serving(tf.constant(images, tf.float32))["probabilities"].numpy()
-    import keras
-
     from keras_regseg.inference import make_predict_fn
+    from keras_regseg.saving import load_model
 
-    return make_predict_fn(keras.saving.load_model(path, compile=False), batch_size=32)
+    return make_predict_fn(load_model(path), batch_size=32)
 
 
 def main(argv=None):

@@ -30,12 +30,11 @@ def main(argv=None):
         print(f"error: {args.model}: no such file; expected a .keras model file.", file=sys.stderr)
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
     from keras_regseg.export import export_saved_model
+    from keras_regseg.saving import load_model
 
     name = args.name or os.path.basename(os.path.dirname(os.path.abspath(args.model)))
-    model = keras.saving.load_model(args.model, compile=False)
+    model = load_model(args.model)
     path = export_saved_model(model, os.path.join(args.root, name), version=args.version)
     print(f"exported {args.model} to {path}")
     return 0

@@ -10,7 +10,7 @@ def poly_schedule(learning_rate, total_steps, power=0.9):
     save, so a resumed run continues on the same curve.
 
     >>> schedule = poly_schedule(0.01, 100)
-    >>> float(schedule(0)), round(float(schedule(50)), 5), float(schedule(100))
+    >>> round(float(schedule(0)), 5), round(float(schedule(50)), 5), float(schedule(100))
     (0.01, 0.00536, 0.0)
     """
     return keras.optimizers.schedules.PolynomialDecay(

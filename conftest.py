@@ -1,4 +1,4 @@
-"""Test settings: quiet TensorFlow, fixed seeds."""
+"""Test settings for tests/ and the docstring examples: quiet TensorFlow, headless plots."""
 
 import os
 
