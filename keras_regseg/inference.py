@@ -16,13 +16,16 @@ import tensorflow as tf
 
 
 def pad_to_multiple(images, multiple):
-    """Edge-pad ``[B, H, W, C]`` images at the bottom/right so H and W divide by ``multiple``."""
+    """Pad ``[B, H, W, C]`` images at the bottom/right so H and W divide by ``multiple``.
+
+    The padding of the exported SavedModel (reflection, zeros where an image is too
+    small to reflect), so that a ``.keras`` file and its export predict alike.
+    """
     if multiple <= 1:
         return images
-    height, width = tf.shape(images)[1], tf.shape(images)[2]
-    pad_h = (-height) % multiple
-    pad_w = (-width) % multiple
-    return tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="SYMMETRIC")
+    from keras_regseg.export.saved_model import pad_to_multiple as reflect_or_zero_pad
+
+    return reflect_or_zero_pad(images, multiple)
 
 
 def make_predict_fn(model, batch_size=None):

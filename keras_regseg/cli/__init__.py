@@ -1,1 +1,1 @@
-"""Command-line entry points (``keras-regseg-train``, ``-evaluate``, ``-export``)."""
+"""Command-line entry points (``keras-regseg-train``, ``-evaluate``, ``-export``, ``-predict``)."""

@@ -77,6 +77,9 @@ def _open_decoded(path):
         image.load()  # PIL decodes lazily: force it here so that truncation is caught now.
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: file not found.") from None
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"{path}: {error} Raise PIL.Image.MAX_IMAGE_PIXELS to read it if you "
+                         "trust the file.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"{path}: cannot decode image ({error}); the file is corrupt, "
                          "truncated or not an image.") from error
@@ -182,14 +185,31 @@ def _palette_indices(contents, path):
     return tf.reshape(indices, tf.shape(pixel_keys))
 
 
+def _tf_png_header(contents):
+    """The first 26 bytes as uint8 ``[26]``, zero-padded when ``contents`` is shorter.
+
+    Slicing past the end of a string fails with a message holding the raw bytes, which
+    TensorFlow cannot decode (UnicodeDecodeError): never index the bytes themselves.
+    """
+    head = tf.io.decode_raw(tf.strings.substr(contents, 0, 26), tf.uint8)
+    return tf.pad(head, [[0, 26 - tf.size(head)]])
+
+
 def tf_decode_label_png(contents, path):
     """Decode label-PNG bytes to int32 ``[H, W]`` pixel values inside a TF graph.
 
     Palette PNGs give their palette indices, 8- and 16-bit single-channel PNGs
     their grey levels. ``path`` (string tensor or str) only labels errors.
     """
-    header = tf.io.decode_raw(tf.strings.substr(contents, 0, 26), tf.uint8)
+    header = _tf_png_header(contents)
     color_type, bit_depth = header[_COLOR_TYPE_OFFSET], header[_BIT_DEPTH_OFFSET]
+    is_png = tf.strings.substr(contents, 0, 8) == PNG_SIGNATURE
+    grey = tf.logical_or(color_type == PNG_GRAY, color_type == PNG_GRAY_ALPHA)
+    supported = tf.logical_and(is_png, tf.logical_or(
+        color_type == PNG_PALETTE, tf.logical_and(grey, bit_depth >= 8)))
+    check = tf.debugging.Assert(supported, [tf.strings.format(
+        "{}: not a palette or 8/16-bit single-channel PNG (PNG: {}, colour type {}, bit depth "
+        "{}); label files must hold class indices.", [path, is_png, color_type, bit_depth])])
 
     def gray():
         # dtype=uint16 on an 8-bit PNG would rescale values by 257: decode each depth as itself.
@@ -199,7 +219,8 @@ def tf_decode_label_png(contents, path):
                             tf.int32),
             lambda: tf.cast(tf.io.decode_png(contents, channels=1)[..., 0], tf.int32))
 
-    return tf.cond(color_type == PNG_PALETTE, lambda: _palette_indices(contents, path), gray)
+    with tf.control_dependencies([check]):
+        return tf.cond(color_type == PNG_PALETTE, lambda: _palette_indices(contents, path), gray)
 
 
 def tf_decode_image(contents, channels, path):
@@ -214,8 +235,7 @@ def tf_decode_image(contents, channels, path):
     is_png = tf.strings.substr(contents, 0, 8) == PNG_SIGNATURE
     check = tf.debugging.Assert(tf.logical_or(is_jpeg, is_png), [
         tf.strings.format("{}: not a JPEG or PNG image.", [path])])
-    is_16_bit = tf.io.decode_raw(tf.strings.substr(contents, _BIT_DEPTH_OFFSET, 1),
-                                 tf.uint8)[0] == 16
+    is_16_bit = _tf_png_header(contents)[_BIT_DEPTH_OFFSET] == 16
 
     def png():
         # Decode integers and divide, as read_image does, so both readers agree exactly.

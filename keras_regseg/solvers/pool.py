@@ -2,7 +2,7 @@
 
 GCO holds the GIL while it runs, so threads give no speed-up: each worker is a
 separate Python process. Workers are started with ``subprocess`` running
-``python -c "from keras_regseg.solvers.pool import _serve; ..."`` and talk to the
+``python -c "... from keras_regseg.solvers.pool import _serve; ..."`` and talk to the
 parent over two pipes (pickled messages, ``multiprocessing.connection``). Unlike
 multiprocessing's "spawn" and "forkserver" methods this never re-imports the
 parent's ``__main__`` (a training script that imports TensorFlow), so a worker
@@ -51,6 +51,18 @@ def default_processes():
         return os.cpu_count() or 1
 
 
+# A worker imports keras_regseg.solvers without running keras_regseg/__init__.py, which
+# loads TensorFlow (to register the package's Keras classes): solving needs numpy and gco
+# only, and TensorFlow would cost each worker seconds of start-up and hundreds of MB.
+_WORKER_CODE = (
+    "import sys, types; "
+    "package = types.ModuleType('keras_regseg'); "
+    "package.__path__ = [{package!r}]; package.__file__ = {package!r} + '/__init__.py'; "
+    "sys.modules['keras_regseg'] = package; "
+    "from keras_regseg.solvers.pool import _serve; _serve({read}, {write})"
+)
+
+
 def _serve(read_fd, write_fd):
     """Worker loop: receive ``(task, kwargs)``, answer ``(task, ok, labels or message, energy)``.
 
@@ -93,7 +105,8 @@ class _Worker:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(variable, "1")  # one worker per core: no nested thread pools
-        code = f"from keras_regseg.solvers.pool import _serve; _serve({to_child[0]}, {from_child[1]})"
+        code = _WORKER_CODE.format(package=os.path.dirname(os.path.abspath(keras_regseg.__file__)),
+                                   read=to_child[0], write=from_child[1])
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", code],

@@ -1,0 +1,78 @@
+"""``keras-regseg-predict``: label maps (and probabilities, overlays) for image files.
+
+Examples::
+
+    keras-regseg-predict --model runs/pce_acdc/model.keras --input scans/ --output predictions
+    keras-regseg-predict --model saved_models/unet_acdc --input "scans/**/*.png" --output out \\
+        --overlays
+    keras-regseg-predict --model model.keras --input a.jpg b.jpg --output out --probabilities
+
+Outputs, one per image ``<name>.<ext>``:
+
+    <output>/labels/<name>.png          palette PNG, pixel value = class index (VOC colours)
+    <output>/probabilities/<name>.npy   float16 [H, W, K] softmax (--probabilities)
+    <output>/overlays/<name>.png        the image blended with the class colours (--overlays)
+
+Images of any size; greyscale and RGB files are converted to the network's
+channels. Unreadable files are skipped with a warning, and the exit status is
+then 1 (0: every image predicted; 2: bad arguments or model). A .keras file
+holding Python code (a Lambda layer) is refused unless --unsafe is given.
+"""
+
+import argparse
+import os
+import sys
+import warnings
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-regseg-predict", description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.split("\n")[2:]))
+    parser.add_argument("--model", required=True, help=".keras file or SavedModel folder")
+    parser.add_argument("--input", required=True, nargs="+",
+                        help="image files, folders or glob patterns (quote patterns)")
+    parser.add_argument("--output", required=True, help="output folder")
+    parser.add_argument("--probabilities", action="store_true",
+                        help="also write float16 probability maps (.npy)")
+    parser.add_argument("--overlays", action="store_true",
+                        help="also write the images blended with the class colours")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per network call")
+    parser.add_argument("--unsafe", action="store_true",
+                        help="allow .keras files holding Python code (trusted files only)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if not os.path.exists(args.model):
+        print(f"error: {args.model}: no such file or folder; expected a .keras file or a "
+              "SavedModel folder.", file=sys.stderr)
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tqdm
+
+    from keras_regseg.prediction import SkippedImageWarning, predict_files  # loads TensorFlow
+
+    def show_warning(message, category, *_args, **_kwargs):
+        tqdm.tqdm.write(f"warning: {message}", file=sys.stderr)  # keeps the progress bar intact
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", SkippedImageWarning)
+            warnings.showwarning = show_warning
+            summary = predict_files(args.model, args.input, args.output,
+                                    save_probabilities=args.probabilities,
+                                    save_overlays=args.overlays, batch_size=args.batch_size,
+                                    progress=not args.quiet, unsafe=args.unsafe)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(summary)
+    return 1 if summary.skipped else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
