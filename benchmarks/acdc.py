@@ -29,11 +29,13 @@ QUICK = dict(iterations=20, steps_per_epoch=10)
 # Method name in the table -> overrides of the training config.
 METHODS = {
     "pce": {"method": "pce"},
+    # Control for the fine-tuned rows: pCE alone for the same second-phase budget.
+    "pce_continued": {"method": "pce"},
     "full": {"method": "full"},
     "grid_gd": {"method": "gd", "gd.regularizer": "grid", "gd.weight": 1.0},
     "dense_gd": {"method": "gd", "gd.regularizer": "dense"},
 }
-FINETUNED = {"grid_gd", "dense_gd", "adm", "trust_region"}
+FINETUNED = {"pce_continued", "grid_gd", "dense_gd", "adm", "trust_region"}
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
                             "data", "acdc", "ACDC_training_volumes")
 
