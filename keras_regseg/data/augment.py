@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from keras_regseg.data.spec import PAD_INDEX
 
-LABEL_KEYS = ("weak_label", "dense_label")
+LABEL_KEYS = ("weak_label", "dense_label", "proposal")  # proposal: trust-region stage A
 
 
 class Augmentation:

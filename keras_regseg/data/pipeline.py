@@ -143,7 +143,8 @@ def _fixed_size_check(source, crop_size, augmentation):
 
 
 def make_training_dataset(source, batch_size, crop_size=None, augmentation=None, shuffle=True,
-                          seed=None, repeat=True, target="weak", shuffle_buffer=1024):
+                          seed=None, repeat=True, target="weak", shuffle_buffer=1024,
+                          proposals=None):
     """Batched, augmented, prefetched ``(images, y_true)`` for ``model.fit``.
 
     Args:
@@ -161,6 +162,10 @@ def make_training_dataset(source, batch_size, crop_size=None, augmentation=None,
         target: ``"weak"`` trains on ``weak_label``, ``"dense"`` on ``dense_label``,
             ``"tags"`` / ``"tags_and_sizes"`` on image-level tags (see :data:`TARGETS`).
         shuffle_buffer: buffer size when samples cannot be shuffled by index.
+        proposals: optional ``sample dict -> int32 [H, W]`` label map (trust-region
+            proposals looked up by sample id), added before augmentation and warped
+            with the labels; ``y_true`` is then ``[label, proposal, image]``
+            (``[B, h, w, 2 + C]``).
 
     Returns:
         ``tf.data.Dataset`` of ``(images [B, h, w, C], y_true [B, h, w, 1 + C])`` float32.
@@ -182,9 +187,14 @@ def make_training_dataset(source, batch_size, crop_size=None, augmentation=None,
         num_classes = samples.element_spec["tags"].shape[-1]
         samples = samples.map(lambda s: dict(s, image_targets=_image_targets(
             s, num_classes, with_sizes=target == "tags_and_sizes")))
+    if proposals is not None:
+        if image_level:
+            raise ValueError("proposals need label-map targets; got target=%r." % target)
+        samples = samples.map(lambda s: dict(s, proposal=proposals(s)),
+                              num_parallel_calls=tf.data.AUTOTUNE)
     # Drop what the step does not use (the id names a sample in size errors).
     samples = samples.map(lambda s: _select(s, ["image", label_key],
-                                            optional=["id", "image_targets"]))
+                                            optional=["id", "image_targets", "proposal"]))
     # One stateless seed pair per sample, drawn from a seeded stream: augmentations are then
     # reproducible whatever the parallelism, and differ from epoch to epoch.
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
@@ -198,15 +208,24 @@ def make_training_dataset(source, batch_size, crop_size=None, augmentation=None,
             image.set_shape([*crop_size, None])
         if image_level:
             return image, sample["image_targets"]
+        if proposals is not None:
+            return image, tf.stack([sample[label_key], sample["proposal"]], axis=-1)
         return image, sample[label_key]
 
     dataset = tf.data.Dataset.zip(samples, seeds).map(
         augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=True, num_parallel_calls=tf.data.AUTOTUNE)
     if not image_level:
-        dataset = dataset.map(lambda images, labels: (images, pack_targets(labels, images)),
+        dataset = dataset.map(lambda images, labels: (images, _pack(labels, images)),
                               num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _pack(labels, images):
+    """``pack_targets`` for one label map ``[B, h, w]``, or several stacked ``[B, h, w, L]``."""
+    if labels.shape.rank == 4:
+        return tf.concat([tf.cast(labels, tf.float32), tf.cast(images, tf.float32)], axis=-1)
+    return pack_targets(labels, images)
 
 
 def _image_targets(sample, num_classes, with_sizes):

@@ -14,4 +14,6 @@ from keras_regseg.losses.dense_crf import DenseCRFLoss, dense_crf_energy
 from keras_regseg.losses.grid_crf import GridCRFLoss, grid_crf_energy
 from keras_regseg.losses.permutohedral import PermutohedralLattice, gaussian_filter_bruteforce
 from keras_regseg.losses.potts import PottsEnergy, potts_energy, potts_energy_np
+from keras_regseg.losses.robust_ce import (RobustCrossEntropy, pack_proposal_targets,
+                                           robust_cross_entropy)
 from keras_regseg.losses.targets import pack_targets, unpack_targets

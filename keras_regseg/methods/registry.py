@@ -22,12 +22,19 @@ class MethodSetup:
     :data:`keras_regseg.data.pipeline.TARGETS`): ``"weak"`` (scribbles),
     ``"dense"`` (full masks), ``"tags"`` or ``"tags_and_sizes"`` (CCNN).
     ``loss`` is ``None`` for models whose ``train_step`` computes its own.
+    ``proposals`` (optional) maps a training sample dict to an extra label map
+    carried through augmentation and packed after the labels (trust-region
+    proposals, see ``make_training_dataset``). ``extra_maps`` (optional)
+    ``model -> {title: [label maps]}`` adds columns to the prediction grid.
+    ``callbacks`` that add to the epoch logs run before the history and TensorBoard.
     """
 
     model: keras.Model
     loss: typing.Optional[keras.losses.Loss]
     target: str = "weak"
     callbacks: typing.List[keras.callbacks.Callback] = dataclasses.field(default_factory=list)
+    proposals: typing.Optional[typing.Callable] = None
+    extra_maps: typing.Optional[typing.Callable] = None
 
 
 GRID_DEFAULT_WEIGHT = 1.0
@@ -47,8 +54,12 @@ def regularizer_loss(gd_config):
                         scale_factor=gd_config.scale_factor, **extra)
 
 
-def prepare_method(config, network):
-    """A :class:`MethodSetup` for ``config.method`` around ``network``."""
+def prepare_method(config, network, data=None):
+    """A :class:`MethodSetup` for ``config.method`` around ``network``.
+
+    ``data`` (a :class:`~keras_regseg.training.data_setup.TrainingData`) is needed
+    by the trust region (stage A reads the un-augmented training images).
+    """
     method = config.method
     if method == "pce":
         return MethodSetup(network, PartialCrossEntropy(), "weak")
@@ -60,9 +71,54 @@ def prepare_method(config, network):
         return MethodSetup(network, loss, "weak")
     if method == "ccnn":
         return ccnn_setup(config.ccnn, network)
+    if method == "adm":
+        return adm_setup(config.adm, network)
+    if method == "trust_region":
+        if data is None:
+            raise ValueError("the trust region needs the training data (prepare_method(..., data=)) "
+                             "for stage A.")
+        return trust_region_setup(config, network, data)
     raise NotImplementedError(
         f"method {method!r} is not available in this version of keras_regseg; "
-        "available: pce, full, gd, ccnn.")
+        "available: pce, full, gd, adm, trust_region, ccnn.")
+
+
+def adm_setup(adm_config, network):
+    """ADM: the network wrapped in an :class:`ADMModel`; the solver pool closes with ``fit``."""
+    from keras_regseg.methods.adm import ADMModel
+    from keras_regseg.methods.latent_solve import CloseSolverPool
+
+    model = ADMModel(network, gamma=adm_config.gamma, potts_weight=adm_config.potts_weight,
+                     unary_weight=adm_config.unary_weight,
+                     max_iterations=adm_config.max_iterations, processes=adm_config.processes)
+    return MethodSetup(model, None, "weak", callbacks=[CloseSolverPool()])
+
+
+def trust_region_setup(config, network, data):
+    """Trust region: stage A as a callback, stage B as a :class:`TrustRegionModel`."""
+    from keras_regseg.methods.latent_solve import CloseSolverPool, shared_pool
+    from keras_regseg.methods.trust_region import TrustRegionModel
+    from keras_regseg.methods.trust_region_stage_a import (ProposalStore, StageA, grid_proposals,
+                                                           solver_weights)
+
+    tr = config.trust_region
+    store = ProposalStore()
+    model = TrustRegionModel(network, epsilon=tr.epsilon, learn_epsilon=tr.learn_epsilon)
+    unary_weight, potts_weight = solver_weights(tr.lambda_weight, tr.potts_weight)
+    settings = dict(unary_weight=unary_weight, potts_weight=potts_weight,
+                    max_iterations=tr.max_iterations)
+    # Equal-sized training images (synthetic, ACDC) are solved in batches; others one by one.
+    batch_size = config.training.batch_size if data.input_size else 1
+    stage_a = StageA(data.train, network, store, every=tr.every, batch_size=batch_size,
+                     overlap=tr.overlap, pool=shared_pool(tr.processes), **settings)
+
+    def extra_maps(_model, count=config.training.num_grid_images):
+        samples = [data.validation.load(i) for i in range(min(count, len(data.validation)))]
+        return {"proposal": grid_proposals(samples, network, pool=shared_pool(tr.processes),
+                                           **settings)}
+
+    return MethodSetup(model, None, "weak", callbacks=[stage_a, CloseSolverPool()],
+                       proposals=store.lookup, extra_maps=extra_maps)
 
 
 def ccnn_setup(ccnn_config, network):

@@ -134,6 +134,48 @@ class CCNNConfig:
 
 
 @dataclasses.dataclass
+class ADMConfig:
+    """ADM: a graph-cut latent step per batch, then one SGD step on pCE + gamma * CE(latent).
+
+    The latent step minimizes ``unary_weight * sum -log p + potts_weight * sum w_pq
+    [x_p != x_q]`` (Boykov-Jolly ``w_pq`` in [0, 1]); defaults are the authors'
+    (data cost 1000 * -log p, edge cost 1000 * 80 * w_pq, CE weight 1.5).
+    ``processes``: solver worker processes (``null``: one per CPU).
+    """
+
+    gamma: float = 1.5
+    potts_weight: float = 80.0
+    unary_weight: float = 1.0
+    max_iterations: int = 5
+    processes: typing.Optional[int] = None
+
+
+@dataclasses.dataclass
+class TrustRegionConfig:
+    """Robust trust region: stage A (graph cut near the prediction) every ``every``
+    epochs, stage B (robust cross-entropy to the proposals) in between.
+
+    ``lambda_weight`` is lambda of eq. 16 (0.05 full scribbles, 0.1 shortened)
+    per unit of Potts weight, ``potts_weight`` the Potts weight (100) against
+    Boykov-Jolly ``w_pq`` in [0, 1]: the solver's unary weight is their product
+    (see ``keras_regseg.methods.trust_region_stage_a``). ``epsilon`` is the outlier probability of
+    proposal pixels (``null``: the authors' 0.944 for 21 classes carried over to
+    K classes, see ``keras_regseg.losses.robust_ce.default_epsilon``);
+    ``learn_epsilon`` fits it during training. ``overlap`` runs stage-A rounds
+    after the first in the background. ``processes``: solver workers.
+    """
+
+    lambda_weight: float = 0.05
+    potts_weight: float = 100.0
+    epsilon: typing.Optional[float] = None
+    learn_epsilon: bool = False
+    every: int = 5
+    max_iterations: int = 5
+    overlap: bool = True
+    processes: typing.Optional[int] = None
+
+
+@dataclasses.dataclass
 class TrainConfig:
     """A whole training run."""
 
@@ -145,6 +187,8 @@ class TrainConfig:
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
     gd: GDConfig = dataclasses.field(default_factory=GDConfig)
     ccnn: CCNNConfig = dataclasses.field(default_factory=CCNNConfig)
+    adm: ADMConfig = dataclasses.field(default_factory=ADMConfig)
+    trust_region: TrustRegionConfig = dataclasses.field(default_factory=TrustRegionConfig)
 
     @classmethod
     def from_dict(cls, values, source="<config>"):
@@ -195,6 +239,7 @@ class TrainConfig:
             raise ConfigError(f"{source}: ccnn.background_lower = {self.ccnn.background_lower} and "
                               f"ccnn.background_upper = {self.ccnn.background_upper}; expected "
                               "0 <= lower <= upper <= 1.")
+        self._validate_solver_methods(source)
         _positive(source, "training.iterations", self.training.iterations)
         _positive(source, "training.steps_per_epoch", self.training.steps_per_epoch)
         _positive(source, "training.batch_size", self.training.batch_size)
@@ -212,6 +257,26 @@ class TrainConfig:
         if self.data.name in ("acdc", "voc") and not self.data.path:
             raise ConfigError(f"{source}: data.path is required for data.name = "
                               f"{self.data.name!r} (the folder holding the dataset).")
+
+    def _validate_solver_methods(self, source):
+        for key in ("adm.gamma", "adm.potts_weight", "adm.unary_weight",
+                    "trust_region.lambda_weight", "trust_region.potts_weight"):
+            section, name = key.split(".")
+            value = getattr(getattr(self, section), name)
+            if not value >= 0 or value == float("inf"):
+                raise ConfigError(f"{source}: {key} = {value!r}; expected a finite number >= 0.")
+        for key in ("adm.max_iterations", "trust_region.max_iterations", "trust_region.every"):
+            section, name = key.split(".")
+            _positive(source, key, getattr(getattr(self, section), name))
+        for key in ("adm.processes", "trust_region.processes"):
+            section, name = key.split(".")
+            value = getattr(getattr(self, section), name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{source}: {key} = {value!r}; expected null or an integer >= 0.")
+        epsilon = self.trust_region.epsilon
+        if epsilon is not None and not 0.0 <= epsilon < 1.0:
+            raise ConfigError(f"{source}: trust_region.epsilon = {epsilon!r}; expected null or "
+                              "0 <= epsilon < (K - 1) / K.")
 
     @property
     def epochs(self):

@@ -34,6 +34,7 @@ from keras_regseg.training import callbacks as cb
 from keras_regseg.training.config import TrainConfig
 from keras_regseg.training.data_setup import build_training_data
 from keras_regseg.training.evaluation import evaluate_run
+from keras_regseg.training.potts_logging import PottsEnergyCallback
 from keras_regseg.utils.files import atomic_write, write_json
 
 
@@ -114,7 +115,7 @@ def run_phase(config, network, data, output, verbose, extra_callbacks=()):
     os.makedirs(output, exist_ok=True)
     with open(os.path.join(output, "config.yaml"), "w", encoding="utf-8") as f:
         yaml.safe_dump(config.to_dict(), f, sort_keys=False)
-    setup = prepare_method(config, network)
+    setup = prepare_method(config, network, data)
     steps, epochs = config.training.steps_per_epoch, config.epochs
     from keras_regseg.training.optimizer import build_optimizer
 
@@ -123,7 +124,7 @@ def run_phase(config, network, data, output, verbose, extra_callbacks=()):
     train_dataset = make_training_dataset(
         data.train, batch_size=config.training.batch_size,
         crop_size=config.data.crop_size, augmentation=augmentation_for(config.data),
-        seed=config.training.seed, target=setup.target)
+        seed=config.training.seed, target=setup.target, proposals=setup.proposals)
 
     if not setup.model.built:
         # BackupAndRestore needs a built model (a wrapper around the network is built lazily).
@@ -136,16 +137,20 @@ def run_phase(config, network, data, output, verbose, extra_callbacks=()):
     callbacks = [
         cb.ValidationCallback(lambda _: evaluate_run(predict, data, quick=True),
                               every=config.training.validate_every),
+        PottsEnergyCallback(predict, data.train, data.validation,
+                            every=config.training.validate_every),
+        # Method callbacks may add to the logs (stage-A energy): before the history and TensorBoard.
+        *setup.callbacks,
         keras.callbacks.TerminateOnNaN(),
         history,
         cb.TrainingCurvesCallback(os.path.join(output, "training_curves.png"), history),
         cb.PredictionGridCallback(os.path.join(output, "validation_grid.png"),
                                   grid_samples(data.validation, config.training.num_grid_images),
                                   predict, data.num_classes, every=config.training.validate_every,
-                                  log_dir=os.path.join(output, "logs", "images")),
+                                  log_dir=os.path.join(output, "logs", "images"),
+                                  extra_maps=setup.extra_maps),
         cb.AtomicModelCheckpoint(os.path.join(output, "checkpoints", "last.keras"), network),
         keras.callbacks.TensorBoard(os.path.join(output, "logs"), write_graph=False),
-        *setup.callbacks,
         *extra_callbacks,
         # Last, so that a resumed run never skips the history, plots and checkpoint of an epoch.
         keras.callbacks.BackupAndRestore(os.path.join(output, "backup")),

@@ -1,0 +1,139 @@
+"""Robust trust region (Marin & Boykov, ICCV 2021), stage B: the network update.
+
+Stage A (:mod:`keras_regseg.methods.trust_region_stage_a`) computes, every M
+epochs, a proposal labeling ``s`` of each training image near the current
+prediction. Stage B (:class:`TrustRegionModel`) trains the network on the
+augmented images with the robust cross-entropy d_B (eq. 22/24,
+:mod:`keras_regseg.losses.robust_ce`): seeds exact, proposal labels trusted
+up to the outlier probability ``epsilon``.
+
+The error model is either constant or learned: with ``learn_epsilon=True``
+``epsilon = (K - 1) / K * sigmoid(t)`` with a trainable ``t`` (so ``b > 0``
+always) fitted by the same gradient steps as the network. Minimizing d_B over
+``epsilon`` is maximum likelihood of the proposals under the outlier model
+(eq. 20) given the predictions: ``epsilon`` grows where the network disagrees
+with the proposals and shrinks where it agrees.
+
+Targets ``y`` are ``[seeds, proposals, image]`` (``pack_proposal_targets``);
+``call`` is the network's.
+
+>>> import numpy as np, keras
+>>> from keras_regseg.losses.robust_ce import pack_proposal_targets
+>>> net = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(3, 3, padding="same")])
+>>> model = TrustRegionModel(net, epsilon=0.5, learn_epsilon=True)
+>>> model.compile(optimizer=keras.optimizers.SGD(0.1))
+>>> x = np.random.default_rng(0).random((2, 8, 8, 1)).astype("float32")
+>>> seeds = np.full((2, 8, 8), 255); seeds[:, 0, 0] = 0
+>>> y = pack_proposal_targets(seeds, np.ones((2, 8, 8)), x)
+>>> history = model.fit(x, y, batch_size=2, epochs=1, verbose=0)
+>>> sorted(history.history), round(float(model.epsilon), 3) != 0.5
+(['epsilon', 'loss'], True)
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from keras_regseg.losses.robust_ce import (check_epsilon, default_epsilon, max_epsilon,
+                                           robust_cross_entropy, unpack_proposal_targets)
+from keras_regseg.methods.adm import replicas
+
+
+@keras.saving.register_keras_serializable(package="keras_regseg")
+class TrustRegionModel(keras.Model):
+    """Stage B of the robust trust region around ``network`` (module docstring).
+
+    Args:
+      network: a ``keras.Model`` mapping images to logits ``[B, H, W, K]``
+        with a static ``K``.
+      epsilon: outlier probability of proposal pixels (``None``:
+        :func:`~keras_regseg.losses.robust_ce.default_epsilon` of ``K``, the
+        authors' VOC value carried over to ``K`` classes); the initial value
+        when learned.
+      learn_epsilon: fit ``epsilon`` with the network (the learnable error model).
+
+    Metrics: ``loss`` (d_B per seed pixel) and ``epsilon``.
+    """
+
+    def __init__(self, network, epsilon=None, learn_epsilon=False, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(network, keras.Model):
+            raise TypeError(f"network must be a keras.Model; got {type(network).__name__}.")
+        num_classes = network.output_shape[-1] if hasattr(network, "output_shape") else None
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"the network must output a static number K >= 2 of classes; got "
+                             f"output shape {getattr(network, 'output_shape', None)}.")
+        self.network = network
+        self.num_classes = num_classes
+        self.initial_epsilon = check_epsilon(
+            default_epsilon(num_classes) if epsilon is None else epsilon, num_classes)
+        self.configured_epsilon = None if epsilon is None else float(epsilon)
+        self.learn_epsilon = bool(learn_epsilon)
+        ratio = min(max(self.initial_epsilon / max_epsilon(num_classes), 1e-6), 1 - 1e-6)
+        self.epsilon_logit = self.add_weight(
+            shape=(), name="epsilon_logit", trainable=self.learn_epsilon,
+            initializer=keras.initializers.Constant(math.log(ratio / (1 - ratio))))
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    @property
+    def epsilon(self):
+        """The current outlier probability (a scalar tensor)."""
+        return max_epsilon(self.num_classes) * tf.sigmoid(tf.cast(self.epsilon_logit, tf.float32))
+
+    def call(self, inputs, training=None):
+        return self.network(inputs, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def compile(self, *args, **kwargs):
+        """``keras.Model.compile``; the error model is kept out of weight decay."""
+        super().compile(*args, **kwargs)
+        if self.learn_epsilon and getattr(self.optimizer, "weight_decay", None):
+            self.optimizer.exclude_from_weight_decay(var_list=[self.epsilon_logit])
+
+    def per_pixel_loss(self, y, logits):
+        """d_B per pixel ``[B, H, W]`` (mean = d_B per seed pixel)."""
+        seeds, proposals, _ = unpack_proposal_targets(y)
+        return robust_cross_entropy(seeds, proposals, logits, self.epsilon)
+
+    def train_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            logits = self(x, training=True)
+            # Per-replica mean divided by the replicas: summed gradients = global mean.
+            loss = tf.reduce_mean(self.per_pixel_loss(y, logits)) / replicas()
+            if self.losses:
+                loss += tf.add_n([tf.cast(t, tf.float32) for t in self.losses]) / replicas()
+            scaled = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        return self._report(loss * replicas())
+
+    def test_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self._report(tf.reduce_mean(self.per_pixel_loss(y, self(x, training=False))))
+
+    def _report(self, loss):
+        self.loss_tracker.update_state(loss)
+        logs = {metric.name: metric.result() for metric in self.metrics}
+        logs["epsilon"] = self.epsilon
+        return logs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "network": keras.saving.serialize_keras_object(self.network),
+            "epsilon": self.configured_epsilon,
+            "learn_epsilon": self.learn_epsilon,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        network = keras.saving.deserialize_keras_object(config.pop("network"),
+                                                        custom_objects=custom_objects)
+        return cls(network=network, **config)

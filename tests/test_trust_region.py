@@ -1,0 +1,399 @@
+"""Trust region: robust loss d_B, stage B step, stage A rounds and schedule, the stage-B
+pipeline (proposals augmented with the images), the trainer, MirroredStrategy."""
+
+import doctest
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_regseg.data.augment import Augmentation
+from keras_regseg.data.base import InMemorySource
+from keras_regseg.data.pipeline import make_training_dataset
+from keras_regseg.losses import robust_ce
+from keras_regseg.losses.robust_ce import (RobustCrossEntropy, default_epsilon,
+                                           pack_proposal_targets, robust_cross_entropy)
+from keras_regseg.methods import trust_region, trust_region_stage_a
+from keras_regseg.methods.trust_region import TrustRegionModel
+from keras_regseg.methods.trust_region_stage_a import ProposalStore, StageA
+from keras_regseg.solvers import SolverPool, solve_alpha_expansion
+
+CLASSES = 3
+
+
+def tiny_network(seed=0, size=16):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 1))
+    hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    return keras.Model(inputs, keras.layers.Conv2D(CLASSES, 1)(hidden))
+
+
+def tiny_source(count=6, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    images = 0.1 * rng.random((count, size, size, 1)).astype(np.float32)
+    images[:, 4:12, 4:12] += 0.8
+    dense = np.zeros((count, size, size), np.int32)
+    dense[:, 4:12, 4:12] = 1
+    seeds = np.full((count, size, size), 255, np.int32)
+    seeds[:, 1, 1:6] = 0
+    seeds[:, 8, 6:10] = 1
+    seeds[0, 14, 10:14] = 2
+    seeds[1] = 255                                          # an image without any seed
+    return InMemorySource(images, seeds, CLASSES, dense_labels=dense)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with SolverPool(processes=0) as in_process:
+        yield in_process
+
+
+# --- robust cross-entropy ----------------------------------------------------------------
+
+
+def brute_force_d_b(seeds, proposals, logits, epsilon):
+    """Eq. 24 pixel by pixel, divided by #seeds (or #proposal pixels without seeds)."""
+    f = tf.nn.softmax(logits).numpy().astype(np.float64)
+    k = f.shape[-1]
+    a = epsilon / (k - 1)
+    b = 1 - k * a
+    total, num_seeds, num_proposals = 0.0, 0, 0
+    for index in np.ndindex(seeds.shape):
+        if seeds[index] < k:
+            total -= np.log(f[index][seeds[index]])
+            num_seeds += 1
+        elif proposals[index] < k:
+            total -= np.log(a + b * f[index][proposals[index]])
+            num_proposals += 1
+    return total / (num_seeds if num_seeds else max(num_proposals, 1))
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.3, 0.6])
+@pytest.mark.parametrize("with_seeds", [True, False])
+def test_robust_cross_entropy_matches_eq_24(epsilon, with_seeds):
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(2, 5, 4, CLASSES)).astype(np.float32) * 3
+    proposals = rng.integers(0, CLASSES, (2, 5, 4))
+    proposals[0, 0, :] = 255                                  # no proposal there
+    proposals[1, 4, :] = 254                                  # padding
+    seeds = np.full((2, 5, 4), 255)
+    if with_seeds:
+        seeds[0, 2, 1:3] = 1
+        seeds[1, 0, 0] = 2
+    per_pixel = robust_cross_entropy(seeds, proposals, logits, epsilon)
+    assert per_pixel.shape == (2, 5, 4)
+    want = brute_force_d_b(seeds, proposals, logits, epsilon)
+    assert float(tf.reduce_mean(per_pixel)) == pytest.approx(want, rel=1e-5)
+
+
+def test_zero_epsilon_is_plain_cross_entropy_and_large_epsilon_flattens_mistakes():
+    logits = np.array([[[[-20.0, 20.0]]]], np.float32)       # confidently class 1
+    seeds, wrong = np.array([[[255]]]), np.array([[[0]]])    # proposal says class 0
+    plain = float(tf.reduce_mean(robust_cross_entropy(seeds, wrong, logits, 0.0)))
+    robust = float(tf.reduce_mean(robust_cross_entropy(seeds, wrong, logits, 0.4)))
+    assert plain == pytest.approx(40.0, rel=1e-4)             # -log softmax = 40
+    assert robust == pytest.approx(-np.log(0.4), rel=1e-4)    # a + b * 0 = eps / (K - 1)
+
+
+def test_default_epsilon_keeps_the_authors_likelihood_ratio():
+    assert default_epsilon(21) == pytest.approx(0.944)
+    for k in (2, 4, 21):
+        eps = default_epsilon(k)
+        a, b = robust_ce.error_model_coefficients(eps, k)
+        assert b > 0
+        assert (1 - eps) / a == pytest.approx((1 - 0.944) / (0.944 / 20))
+    with pytest.raises(ValueError, match=r"epsilon is 0\.8.*K = 4"):
+        robust_ce.check_epsilon(0.8, 4)                       # b < 0 for 4 classes
+
+
+def test_robust_loss_object_unpacks_targets_and_round_trips():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(1, 4, 4, CLASSES)).astype(np.float32)
+    seeds = np.full((1, 4, 4), 255)
+    seeds[0, 0, 0] = 2
+    proposals = rng.integers(0, CLASSES, (1, 4, 4))
+    y = pack_proposal_targets(seeds, proposals, np.zeros((1, 4, 4, 1)))
+    loss = RobustCrossEntropy.from_config(RobustCrossEntropy(epsilon=0.5).get_config())
+    assert float(loss(y, logits)) == pytest.approx(brute_force_d_b(seeds, proposals, logits, 0.5),
+                                                   rel=1e-5)
+
+
+# --- stage B ---------------------------------------------------------------------------------
+
+
+def stage_b_batch(size=16):
+    source = tiny_source(count=4, size=size)
+    proposals = np.where(source.dense_labels == 1, 1, 0)
+    proposals[2, :2] = 2                                      # some wrong proposals
+    y = pack_proposal_targets(source.weak_labels, proposals, source.images)
+    return source.images, y
+
+
+def test_train_step_is_one_sgd_step_on_d_b():
+    images, y = stage_b_batch()
+    model = TrustRegionModel(tiny_network(), epsilon=0.4)
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    reference = tiny_network()
+    reference.set_weights(model.network.get_weights())
+    seeds, proposals, _ = robust_ce.unpack_proposal_targets(y)
+    with tf.GradientTape() as tape:
+        logits = reference(images)
+        loss = tf.reduce_mean(robust_cross_entropy(seeds, proposals, logits, 0.4))
+    gradients = tape.gradient(loss, reference.trainable_variables)
+    want = brute_force_d_b(seeds.numpy(), proposals.numpy(), reference(images), 0.4)
+    assert float(loss) == pytest.approx(want, rel=1e-5)
+    logs = model.train_on_batch(images, y, return_dict=True)
+    assert logs["loss"] == pytest.approx(want, rel=1e-5)
+    assert logs["epsilon"] == pytest.approx(0.4, rel=1e-5)    # constant error model
+    for got, w, g in zip(model.network.trainable_variables, reference.trainable_variables,
+                         gradients):
+        np.testing.assert_allclose(got.numpy(), (w - 0.5 * g).numpy(), atol=1e-6)
+
+
+def test_learned_epsilon_falls_when_the_network_agrees_and_rises_when_it_does_not():
+    images, y = stage_b_batch()
+    seeds, proposals, _ = robust_ce.unpack_proposal_targets(y)
+    one_hot = tf.one_hot(proposals, CLASSES) * 10.0          # logits agreeing with proposals
+
+    def moved(logits):
+        inputs = keras.Input((16, 16, 1))
+        fixed = keras.Model(inputs, keras.layers.Lambda(lambda _: logits)(inputs))
+        model = TrustRegionModel(fixed, epsilon=0.3, learn_epsilon=True)
+        model.compile(optimizer=keras.optimizers.SGD(0.01))
+        model.train_on_batch(images, y)
+        return float(model.epsilon) - 0.3
+
+    assert moved(one_hot) < -1e-4
+    assert moved(-one_hot) > 1e-4
+    assert [v.name for v in TrustRegionModel(tiny_network(), learn_epsilon=True)
+            .trainable_variables if "epsilon" in v.name] == ["epsilon_logit"]
+    assert not any("epsilon" in v.name for v in TrustRegionModel(tiny_network())
+                   .trainable_variables)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = TrustRegionModel(tiny_network(), epsilon=0.25, learn_epsilon=True)
+    images, _ = stage_b_batch()
+    model(images)
+    path = str(tmp_path / "tr.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, compile=False)
+    assert isinstance(loaded, TrustRegionModel) and loaded.learn_epsilon
+    assert float(loaded.epsilon) == pytest.approx(0.25, rel=1e-5)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0),
+                               atol=1e-6)
+
+
+# --- stage A -------------------------------------------------------------------------------
+
+
+def test_stage_a_round_stores_the_solver_labeling_of_each_image(pool):
+    source = tiny_source()
+    network = tiny_network(seed=4)
+    store = ProposalStore()
+    stage_a = StageA(source, network, store, batch_size=4, unary_weight=1.0, potts_weight=0.5,
+                     progress=False, pool=pool)
+    summary = stage_a.run_round()
+    probabilities = tf.nn.softmax(network(source.images)).numpy()
+    energies = []
+    for i, image_id in enumerate(source.ids()):
+        want, energy = solve_alpha_expansion(probabilities[i], source.images[i],
+                                             source.weak_labels[i], unary_weight=1.0,
+                                             potts_weight=0.5)
+        np.testing.assert_array_equal(store.get(image_id), want)
+        energies.append(energy / want.size)
+    assert summary["stage_a_energy"] == pytest.approx(np.mean(energies), rel=1e-5)
+    agree = np.mean([store.get(i) == d for i, d in zip(source.ids(), source.dense_labels)])
+    assert summary["proposal_accuracy"] == pytest.approx(agree)
+    assert store.rounds == 1 and len(store) == len(source)
+
+
+def test_stage_a_runs_before_training_then_every_m_epochs(pool):
+    source = tiny_source(count=4)
+    for overlap in (False, True):
+        network = tiny_network()
+        store = ProposalStore()
+        stage_a = StageA(source, network, store, every=2, batch_size=4, overlap=overlap,
+                         progress=False, pool=pool)
+        rounds = []
+
+        class Spy(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                stage_a.wait()
+                rounds.append(store.rounds)
+
+        model = TrustRegionModel(network, epsilon=0.3)
+        model.compile(optimizer=keras.optimizers.SGD(0.01))
+        dataset = make_training_dataset(source, batch_size=2, seed=0, proposals=store.lookup)
+        history = model.fit(dataset, epochs=5, steps_per_epoch=1, callbacks=[stage_a, Spy()],
+                            verbose=0)
+        assert rounds == [1, 1, 2, 2, 3]                     # epochs 0 (train begin), 2, 4
+        assert "stage_a_energy" in history.history and "proposal_accuracy" in history.history
+
+
+def test_stage_b_pipeline_warps_proposals_with_the_image_and_seeds():
+    source = tiny_source(count=4, size=16)
+    rng = np.random.default_rng(0)
+    source.weak_labels[:] = rng.integers(0, CLASSES, source.weak_labels.shape)   # dense "seeds"
+    store = ProposalStore()
+    # Proposal = seeds shifted by one class: after augmentation the relation must hold per pixel.
+    store.update({i: (s + 1) % CLASSES for i, s in zip(source.ids(), source.weak_labels)})
+    dataset = make_training_dataset(source, batch_size=4, augmentation=Augmentation.medical(),
+                                    seed=1, proposals=store.lookup)
+    changed = 0
+    for images, y in dataset.take(3):
+        y = y.numpy()
+        seeds, proposals = y[..., 0].astype(int), y[..., 1].astype(int)
+        inside = seeds != 254
+        np.testing.assert_array_equal(proposals[inside], (seeds[inside] + 1) % CLASSES)
+        assert (proposals[~inside] == 254).all()
+        np.testing.assert_array_equal(y[..., 2:], images.numpy())
+        changed += int((seeds != source.weak_labels[:4]).any())
+    assert changed > 0                                         # augmentation did move pixels
+
+
+def test_samples_without_a_proposal_train_on_their_seeds_only():
+    source = tiny_source(count=2)
+    store = ProposalStore()
+    dataset = make_training_dataset(source, batch_size=2, shuffle=False, seed=0,
+                                    proposals=store.lookup)
+    _, y = next(iter(dataset))
+    seeds, proposals = y[..., 0].numpy(), y[..., 1].numpy()
+    np.testing.assert_array_equal(proposals, seeds)           # only seed pixels carry a label
+
+
+def test_stage_a_survives_nan_predictions_with_seed_only_proposals(pool):
+    source = tiny_source(count=2)
+    inputs = keras.Input((16, 16, 1))
+    nan_network = keras.Model(inputs, keras.layers.Lambda(
+        lambda x: tf.fill(tf.concat([tf.shape(x)[:3], [CLASSES]], 0), np.nan))(inputs))
+    store = ProposalStore()
+    stage_a = StageA(source, nan_network, store, batch_size=2, progress=False, pool=pool)
+    with pytest.warns(RuntimeWarning, match="image '0'.*non-finite"):
+        summary = stage_a.run_round()
+    proposal = store.get("0")
+    assert ((proposal == 255) | (proposal == source.weak_labels[0])).all()
+    assert np.isnan(summary["stage_a_energy"])
+
+
+def test_docstring_examples():
+    for module in (robust_ce, trust_region, trust_region_stage_a):
+        result = doctest.testmod(module)
+        assert result.attempted >= 3 and result.failed == 0
+
+
+# --- the trainer --------------------------------------------------------------------------------
+
+
+def test_train_py_trust_region_logs_energies_and_draws_proposals(tmp_path):
+    from keras_regseg.training.config import TrainConfig
+    from keras_regseg.training.trainer import train
+
+    config = TrainConfig.from_dict({
+        "method": "trust_region", "output": str(tmp_path / "run"),
+        "data": {"size": 16, "num_train": 8, "num_val": 4},
+        "model": {"options": {"filters": [4, 8], "dropout": 0.0}},
+        "training": {"iterations": 4, "steps_per_epoch": 2, "batch_size": 4,
+                     "num_grid_images": 2},
+        "trust_region": {"every": 1, "processes": 1, "overlap": False}})
+    result = train(config, verbose=0)
+    history = json.load(open(tmp_path / "run" / "metrics.json"))["history"]
+    for key in ("stage_a_energy", "proposal_accuracy", "potts_energy", "val_potts_energy",
+                "epsilon", "loss"):
+        assert len(history[key]) == 2, key
+    assert all(0 <= v <= 1 for v in history["proposal_accuracy"])
+    assert os.path.exists(tmp_path / "run" / "validation_grid.png")
+    assert "miou" in result.metrics
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    from test_trust_region import tiny_network, tiny_source
+    from keras_regseg.data.pipeline import make_training_dataset
+    from keras_regseg.methods.trust_region import TrustRegionModel
+    from keras_regseg.methods.trust_region_stage_a import ProposalStore, StageA
+    from keras_regseg.solvers import SolverPool
+
+    # Both replicas see the same 4 images (per-replica means then equal the global one).
+    one = tiny_source(count=4)
+    source = tiny_source(count=8)
+    for array in (source.images, source.weak_labels, source.dense_labels):
+        array[4:] = array[:4]
+    weights = tiny_network().get_weights()
+    pool = SolverPool(processes=2)
+
+    def train(strategy):
+        with strategy.scope():
+            network = tiny_network()
+            network.set_weights(weights)
+            model = TrustRegionModel(network, epsilon=0.3, learn_epsilon=True)
+            model.compile(optimizer=keras.optimizers.SGD(0.5))
+        store = ProposalStore()
+        stage_a = StageA(source, network, store, every=1, batch_size=4, overlap=False,
+                         potts_weight=0.5, unary_weight=1.0, progress=False, pool=pool)
+        data = make_training_dataset(source, batch_size=8, shuffle=False, seed=0,
+                                     proposals=store.lookup)
+        history = model.fit(data, epochs=2, steps_per_epoch=1, callbacks=[stage_a], verbose=0)
+        return (model.network.get_weights(), history.history["loss"],
+                history.history["epsilon"], store.get("0").tolist())
+
+    single = train(tf.distribute.get_strategy())
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mirrored = train(strategy)
+    pool.close()
+    print(json.dumps({{
+        "replicas": strategy.num_replicas_in_sync,
+        "weight_difference": max(float(np.abs(a - b).max()) for a, b in zip(single[0], mirrored[0])),
+        "weight_change": max(float(np.abs(a - b).max()) for a, b in zip(single[0], weights)),
+        "losses": [single[1], mirrored[1]], "epsilons": [single[2], mirrored[2]],
+        "same_proposals": single[3] == mirrored[3]}}))
+""")
+
+
+def test_mirrored_strategy_matches_a_single_device():
+    tests = os.path.dirname(os.path.abspath(__file__))
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT.format(tests=tests)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+    assert report["weight_change"] > 1e-3
+    assert report["weight_difference"] < 1e-5
+    assert report["same_proposals"]
+    np.testing.assert_allclose(*report["losses"], rtol=1e-5)
+    np.testing.assert_allclose(*report["epsilons"], rtol=1e-5)
+    assert report["epsilons"][0][0] != pytest.approx(0.3)      # the error model learned
+
+
+def test_configs_load_and_bad_values_name_the_key(tmp_path):
+    from keras_regseg.training.config import ConfigError, TrainConfig
+
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
+    for name in ("trust_region_synthetic", "trust_region_acdc", "trust_region_voc",
+                 "adm_synthetic", "adm_acdc", "adm_voc"):
+        config = TrainConfig.from_yaml(os.path.join(root, f"{name}.yaml"))
+        assert config.method == name.rsplit("_", 1)[0]
+    assert TrainConfig.from_yaml(os.path.join(root, "trust_region_voc.yaml")).trust_region.epsilon \
+        == 0.944
+    for key, value in (("trust_region.epsilon", 1.5), ("trust_region.every", 0),
+                       ("trust_region.potts_weight", -1.0), ("adm.gamma", -0.5),
+                       ("adm.processes", -2)):
+        section, name = key.split(".")
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            TrainConfig.from_dict({section: {name: value}}, source="x.yaml")
