@@ -34,21 +34,6 @@ training: {{iterations: {2 * EPOCHS}, steps_per_epoch: 2, batch_size: 2, num_gri
 SEED = "11"
 RUN_TIMEOUT_S = 300
 
-STREAM_RESTART = (
-    "after a resume the tf.data stream (index shuffle and augmentation seeds of "
-    "keras_regseg.data.pipeline.make_training_dataset) starts again from its first element, so "
-    "resumed epochs train on other batches than the uninterrupted run; the trainer must skip "
-    "the stream ahead by the samples of the completed epochs")
-DROPOUT_STATE = (
-    "Model.save_weights (used by keras.callbacks.BackupAndRestore) leaves out the seed-generator "
-    "states of the dropout layers, so a resumed run draws the dropout masks of the first epochs "
-    "again")
-NON_ATOMIC_BACKUP = (
-    "keras.callbacks.BackupAndRestore writes backup/latest.weights.h5 in place and then "
-    "training_metadata.json: a kill inside the weights write leaves a corrupt file that stops "
-    "every restart, and a kill between the two files replays an epoch on already-updated "
-    "weights; the backup must be written atomically and consistently")
-
 # Pauses the k-th Model.save_weights call (the k-th backup of a run) for good, after writing
 # the whole file ("whole") or half of it ("half"), and touches a marker file: the test then
 # kills the process at that exact point. Whatever file the backup writes (a temporary file
@@ -240,8 +225,6 @@ def reference(config_file, tmp_path_factory):
         process.kill()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason=f"{STREAM_RESTART}; and {DROPOUT_STATE}")
 def test_killed_three_times_at_random_moments_ends_like_an_uninterrupted_run(
         config_file, reference, tmp_path):
     output, log = tmp_path / "run", tmp_path / "train.log"
@@ -259,8 +242,6 @@ def test_killed_three_times_at_random_moments_ends_like_an_uninterrupted_run(
     assert_same_training(output, reference())
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason=f"{NON_ATOMIC_BACKUP}; and {STREAM_RESTART}; and {DROPOUT_STATE}")
 def test_killed_inside_backup_writes_ends_like_an_uninterrupted_run(config_file, reference,
                                                                     tmp_path):
     output, log = tmp_path / "run", tmp_path / "train.log"

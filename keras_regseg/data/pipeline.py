@@ -70,7 +70,7 @@ def _check_input(source):
         raise ValueError(f"{type(source).__name__} has no samples.")
 
 
-def _samples(source, shuffle, seed, repeat, shuffle_buffer):
+def _samples(source, shuffle, seed, repeat, shuffle_buffer, skip=0):
     """Sample dicts, optionally shuffled (anew each epoch) and repeated forever."""
     if isinstance(source, SegmentationSource) and hasattr(source, "indexed_tf_dataset"):
         indices = tf.data.Dataset.range(len(source))
@@ -78,13 +78,13 @@ def _samples(source, shuffle, seed, repeat, shuffle_buffer):
             indices = indices.shuffle(len(source), seed=seed, reshuffle_each_iteration=True)
         if repeat:
             indices = indices.repeat()
-        return source.indexed_tf_dataset(indices)
+        return source.indexed_tf_dataset(indices.skip(skip))
     dataset = source.to_tf_dataset() if isinstance(source, SegmentationSource) else source
     if shuffle:
         buffer = min(len(source), shuffle_buffer) if isinstance(
             source, SegmentationSource) else shuffle_buffer
         dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    return dataset.repeat() if repeat else dataset
+    return (dataset.repeat() if repeat else dataset).skip(skip)
 
 
 def _first_image_shape(source):
@@ -144,7 +144,7 @@ def _fixed_size_check(source, crop_size, augmentation):
 
 def make_training_dataset(source, batch_size, crop_size=None, augmentation=None, shuffle=True,
                           seed=None, repeat=True, target="weak", shuffle_buffer=1024,
-                          proposals=None):
+                          proposals=None, skip_samples=0):
     """Batched, augmented, prefetched ``(images, y_true)`` for ``model.fit``.
 
     Args:
@@ -162,6 +162,10 @@ def make_training_dataset(source, batch_size, crop_size=None, augmentation=None,
         target: ``"weak"`` trains on ``weak_label``, ``"dense"`` on ``dense_label``,
             ``"tags"`` / ``"tags_and_sizes"`` on image-level tags (see :data:`TARGETS`).
         shuffle_buffer: buffer size when samples cannot be shuffled by index.
+        skip_samples: samples of the stream to skip before the first batch. A resumed
+            run passes the number it already trained on, so that it continues the
+            stream of the uninterrupted run. Skipped before decoding (by index) and
+            augmentation, so it costs little.
         proposals: optional ``sample dict -> int32 [H, W]`` label map (trust-region
             proposals looked up by sample id), added before augmentation and warped
             with the labels; ``y_true`` is then ``[label, proposal, image]``
@@ -181,7 +185,7 @@ def make_training_dataset(source, batch_size, crop_size=None, augmentation=None,
     crop_size = normalize_crop_size(crop_size)
     size_check = _fixed_size_check(source, crop_size, augmentation)
 
-    samples = _samples(source, shuffle, seed, repeat, shuffle_buffer)
+    samples = _samples(source, shuffle, seed, repeat, shuffle_buffer, skip_samples)
     image_level = target in ("tags", "tags_and_sizes")
     if image_level:
         num_classes = samples.element_spec["tags"].shape[-1]
@@ -197,7 +201,7 @@ def make_training_dataset(source, batch_size, crop_size=None, augmentation=None,
                                             optional=["id", "image_targets", "proposal"]))
     # One stateless seed pair per sample, drawn from a seeded stream: augmentations are then
     # reproducible whatever the parallelism, and differ from epoch to epoch.
-    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    seeds = tf.data.Dataset.random(seed=seed).batch(2).skip(skip_samples)
 
     def augment(sample, sample_seed):
         sample = augment_sample(sample, augmentation, crop_size, sample_seed)

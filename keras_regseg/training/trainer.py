@@ -17,6 +17,7 @@ A run owns one output folder::
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -87,7 +88,9 @@ def initial_network(config, data, output, verbose):
     """A fresh network, one loaded from ``init_from``, or the result of a pCE pretraining phase."""
     training = config.training
     if training.init_from:
-        return keras.saving.load_model(training.init_from, compile=False)
+        network = keras.saving.load_model(training.init_from, compile=False)
+        check_network_fits(network, data, training.init_from)
+        return network
     network = build_model(config.model.name, num_classes=data.num_classes,
                           input_channels=data.channels, **config.model.options)
     if training.pretrain_iterations and config.method not in ("pce", "full"):
@@ -109,6 +112,15 @@ def initial_network(config, data, output, verbose):
     return network
 
 
+def check_network_fits(network, data, path):
+    """Raise ``ValueError`` naming ``path`` unless ``network`` takes the data's channels and classes."""
+    channels, classes = network.input_shape[-1], network.output_shape[-1]
+    if (channels, classes) != (data.channels, data.num_classes):
+        raise ValueError(
+            f"{path}: the network takes {channels}-channel images and predicts {classes} "
+            f"classes; the data has {data.channels} channel(s) and {data.num_classes} classes.")
+
+
 def run_phase(config, network, data, output, verbose, extra_callbacks=()):
     """Fit one method on ``network``; write the run folder; return a :class:`TrainResult`."""
     started = time.time()
@@ -121,10 +133,13 @@ def run_phase(config, network, data, output, verbose, extra_callbacks=()):
 
     setup.model.compile(optimizer=build_optimizer(config.optimizer, config.training.iterations),
                         loss=setup.loss, jit_compile=False)
+    backup = cb.ResumableBackup(os.path.join(output, "backup"))
     train_dataset = make_training_dataset(
         data.train, batch_size=config.training.batch_size,
         crop_size=config.data.crop_size, augmentation=augmentation_for(config.data),
-        seed=config.training.seed, target=setup.target, proposals=setup.proposals)
+        seed=config.training.seed, target=setup.target, proposals=setup.proposals,
+        # A resumed run continues the data stream where the interrupted one stopped.
+        skip_samples=backup.completed_epochs() * steps * config.training.batch_size)
 
     if not setup.model.built:
         # BackupAndRestore needs a built model (a wrapper around the network is built lazily).
@@ -153,7 +168,7 @@ def run_phase(config, network, data, output, verbose, extra_callbacks=()):
         keras.callbacks.TensorBoard(os.path.join(output, "logs"), write_graph=False),
         *extra_callbacks,
         # Last, so that a resumed run never skips the history, plots and checkpoint of an epoch.
-        keras.callbacks.BackupAndRestore(os.path.join(output, "backup")),
+        backup,
     ]
     setup.model.fit(train_dataset, epochs=epochs, steps_per_epoch=steps, shuffle=False,
                     callbacks=callbacks, verbose=verbose)
@@ -161,6 +176,7 @@ def run_phase(config, network, data, output, verbose, extra_callbacks=()):
     final["wall_s"] = time.time() - started
     history.write(final=final)
     atomic_write(os.path.join(output, "model.keras"), network.save)
+    shutil.rmtree(backup.backup_dir, ignore_errors=True)  # finished: a rerun starts afresh
     if verbose:
         print(summary_line(config, final, output), flush=True)
     return TrainResult(output=output, network=network, metrics=final)

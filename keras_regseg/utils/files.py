@@ -5,7 +5,7 @@ import os
 import tempfile
 
 
-def atomic_write(path, write):
+def atomic_write(path, write, suffix=None):
     """Call ``write(tmp_path)`` then rename the temporary file over ``path``.
 
     The temporary file lives in the same folder, so the rename is atomic on
@@ -19,7 +19,8 @@ def atomic_write(path, write):
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    suffix = os.path.splitext(path)[1]  # keep the extension: Keras checks it on save
+    if suffix is None:  # keep the extension: Keras checks it on save (".weights.h5": pass it)
+        suffix = os.path.splitext(path)[1]
     handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
     os.close(handle)
     try:

@@ -1,8 +1,12 @@
-"""Model checkpoints written atomically (temporary file, then rename)."""
+"""Model checkpoints and resumable training state, written atomically (temporary file, then rename)."""
+
+import json
+import os
 
 import keras
+import numpy as np
 
-from keras_regseg.utils.files import atomic_write
+from keras_regseg.utils.files import atomic_write, write_json
 
 
 class AtomicModelCheckpoint(keras.callbacks.Callback):
@@ -22,3 +26,77 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         atomic_write(self.path, (self.network or self.model).save)
+
+
+class ResumableBackup(keras.callbacks.Callback):
+    """Training state after every epoch, so that rerunning an interrupted run continues it.
+
+    Replaces ``keras.callbacks.BackupAndRestore``, which overwrites its weights
+    file in place and then its metadata: a kill inside the first write leaves
+    a corrupt file that stops every restart, and a kill between the two
+    replays an epoch on weights that already include it. Here each epoch's
+    state goes to new files, each written under a temporary name and renamed::
+
+        backup/epoch-0003.weights.h5   model and optimizer variables
+        backup/epoch-0003.seeds.npz    seed-generator states (dropout masks), which
+                                       Model.save_weights leaves out
+        backup/state.json              {"epoch": 3, "weights": ..., "seeds": ...}
+
+    ``state.json`` is replaced last and only ever names complete files; the
+    files of older epochs are deleted after it. The trainer removes the folder
+    once the final model is saved.
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__()
+        self.backup_dir = backup_dir
+        self.state_path = os.path.join(backup_dir, "state.json")
+
+    def completed_epochs(self):
+        """Number of epochs the backup holds (0 without a backup)."""
+        state = self._read_state()
+        return state["epoch"] if state else 0
+
+    def _read_state(self):
+        try:
+            with open(self.state_path, encoding="utf-8") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+
+    def on_train_begin(self, logs=None):
+        state = self._read_state()
+        if state is None:
+            return
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(os.path.join(self.backup_dir, state["weights"]))
+        with np.load(os.path.join(self.backup_dir, state["seeds"])) as seeds:
+            for index, variable in enumerate(seed_states(self.model)):
+                variable.assign(seeds[str(index)])
+        # How keras.callbacks.BackupAndRestore makes fit start at the next epoch.
+        self.model._initial_epoch = state["epoch"]
+
+    def on_train_end(self, logs=None):
+        # fit never resets it: a later fit of the same network (phase 2) would skip epochs.
+        self.model._initial_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        stem = f"epoch-{epoch + 1:04d}"
+        weights, seeds = f"{stem}.weights.h5", f"{stem}.seeds.npz"
+        states = {str(i): keras.ops.convert_to_numpy(v)
+                  for i, v in enumerate(seed_states(self.model))}
+        atomic_write(os.path.join(self.backup_dir, weights), self.model.save_weights,
+                     suffix=".weights.h5")
+        atomic_write(os.path.join(self.backup_dir, seeds), lambda tmp: np.savez(tmp, **states))
+        write_json(self.state_path, {"epoch": epoch + 1, "weights": weights, "seeds": seeds})
+        for name in os.listdir(self.backup_dir):  # older epochs, temporary files of killed runs
+            if name not in (weights, seeds, "state.json"):
+                os.remove(os.path.join(self.backup_dir, name))
+
+
+def seed_states(model):
+    """The state variables of the model's seed generators (in ``variables``, not in ``weights``)."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
