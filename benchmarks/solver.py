@@ -33,6 +33,7 @@ from scipy import ndimage
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from common import median_time  # noqa: E402  (warm-up call, then the median)
 from keras_regseg.solvers import SolverPool  # noqa: E402
 from keras_regseg.solvers import alpha_expansion as A  # noqa: E402
 from keras_regseg.solvers import energy as E  # noqa: E402
@@ -83,16 +84,6 @@ def make_batch(size, count, seed=0):
     rng = np.random.default_rng(seed)
     problems = [acdc_like_problem(size, rng) for _ in range(count)]
     return [np.stack(parts) for parts in zip(*problems)]
-
-
-def median_time(function, repeats):
-    function()  # warm-up: caches
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 _BUSY_LOOP = "x = 0\nfor i in range(4_000_000):\n    x += i"

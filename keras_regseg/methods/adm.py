@@ -42,6 +42,7 @@ from keras_regseg.data.spec import IGNORE_INDEX
 from keras_regseg.losses.cross_entropy import masked_cross_entropy
 from keras_regseg.losses.targets import unpack_targets
 from keras_regseg.methods import latent_solve
+from keras_regseg.methods.wrapper import NetworkWrapper
 from keras_regseg.solvers import DEFAULT_MAX_ITERATIONS
 
 ADM_POTTS_WEIGHT = 80.0
@@ -75,7 +76,7 @@ def latent_cross_entropy(latent, log_probs, mask):
 
 
 @keras.saving.register_keras_serializable(package="keras_regseg")
-class ADMModel(keras.Model):
+class ADMModel(NetworkWrapper):
     """Train ``network`` by ADM (module docstring).
 
     Args:
@@ -93,14 +94,11 @@ class ADMModel(keras.Model):
 
     def __init__(self, network, gamma=ADM_GAMMA, potts_weight=ADM_POTTS_WEIGHT, unary_weight=1.0,
                  max_iterations=DEFAULT_MAX_ITERATIONS, processes=None, pool=None, **kwargs):
-        super().__init__(**kwargs)
-        if not isinstance(network, keras.Model):
-            raise TypeError(f"network must be a keras.Model; got {type(network).__name__}.")
+        super().__init__(network, **kwargs)
         for name, value in (("gamma", gamma), ("potts_weight", potts_weight),
                             ("unary_weight", unary_weight)):
             if not float(value) >= 0:
                 raise ValueError(f"{name} is {value!r}; expected a number >= 0.")
-        self.network = network
         self.gamma = float(gamma)
         self.potts_weight = float(potts_weight)
         self.unary_weight = float(unary_weight)
@@ -110,9 +108,6 @@ class ADMModel(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.pce_tracker = keras.metrics.Mean(name="partial_cross_entropy")
         self.latent_tracker = keras.metrics.Mean(name="latent_cross_entropy")
-
-    def call(self, inputs, training=None):
-        return self.network(inputs, training=training)
 
     @property
     def metrics(self):
@@ -182,7 +177,6 @@ class ADMModel(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update({
-            "network": keras.saving.serialize_keras_object(self.network),
             "gamma": self.gamma,
             "potts_weight": self.potts_weight,
             "unary_weight": self.unary_weight,
@@ -191,9 +185,3 @@ class ADMModel(keras.Model):
         })
         return config
 
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        network = keras.saving.deserialize_keras_object(config.pop("network"),
-                                                        custom_objects=custom_objects)
-        return cls(network=network, **config)

@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from keras_regseg.methods.ccnn_constraints import TagConstraintConfig, tag_constraints
 from keras_regseg.methods.ccnn_dual import solve_dual
+from keras_regseg.methods.wrapper import NetworkWrapper
 
 TARGET_KEYS = ("tags", "size_bits")
 
@@ -65,7 +66,7 @@ class LatentCrossEntropy(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="keras_regseg")
-class CCNNModel(keras.Model):
+class CCNNModel(NetworkWrapper):
     """Train ``network`` with CCNN's constrained latent targets.
 
     Args:
@@ -86,9 +87,7 @@ class CCNNModel(keras.Model):
 
     def __init__(self, network, constraints=None, downscale=8, max_iterations=3000,
                  tolerance=1e-3, initial_step=10.0, solver_jit_compile=True, **kwargs):
-        super().__init__(**kwargs)
-        if not isinstance(network, keras.Model):
-            raise TypeError(f"network must be a keras.Model; got {type(network).__name__}.")
+        super().__init__(network, **kwargs)
         if isinstance(downscale, bool) or int(downscale) != downscale or downscale < 1:
             raise ValueError(f"downscale must be an integer >= 1; got {downscale!r}.")
         if constraints is None:
@@ -98,7 +97,6 @@ class CCNNModel(keras.Model):
         elif not isinstance(constraints, TagConstraintConfig):
             raise TypeError("constraints must be a TagConstraintConfig or its config dict; "
                             f"got {type(constraints).__name__}.")
-        self.network = network
         self.constraint_config = constraints
         self.downscale = int(downscale)
         self.max_iterations = int(max_iterations)
@@ -117,9 +115,6 @@ class CCNNModel(keras.Model):
             return int(self.network.output_shape[-1])
         except (AttributeError, TypeError, ValueError):   # e.g. an unbuilt subclassed network
             return None
-
-    def call(self, inputs, training=None):
-        return self.network(inputs, training=training)
 
     @property
     def metrics(self):
@@ -214,7 +209,6 @@ class CCNNModel(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update({
-            "network": keras.saving.serialize_keras_object(self.network),
             "constraints": self.constraint_config.get_config(),
             "downscale": self.downscale,
             "max_iterations": self.max_iterations,
@@ -223,13 +217,6 @@ class CCNNModel(keras.Model):
             "solver_jit_compile": self.solver_jit_compile,
         })
         return config
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        network = keras.saving.deserialize_keras_object(
-            config.pop("network"), custom_objects=custom_objects)
-        return cls(network=network, **config)
 
 
 def _replicas():

@@ -38,10 +38,11 @@ import tensorflow as tf
 from keras_regseg.losses.robust_ce import (check_epsilon, default_epsilon, max_epsilon,
                                            robust_cross_entropy, unpack_proposal_targets)
 from keras_regseg.methods.adm import replicas
+from keras_regseg.methods.wrapper import NetworkWrapper
 
 
 @keras.saving.register_keras_serializable(package="keras_regseg")
-class TrustRegionModel(keras.Model):
+class TrustRegionModel(NetworkWrapper):
     """Stage B of the robust trust region around ``network`` (module docstring).
 
     Args:
@@ -57,14 +58,11 @@ class TrustRegionModel(keras.Model):
     """
 
     def __init__(self, network, epsilon=None, learn_epsilon=False, **kwargs):
-        super().__init__(**kwargs)
-        if not isinstance(network, keras.Model):
-            raise TypeError(f"network must be a keras.Model; got {type(network).__name__}.")
+        super().__init__(network, **kwargs)
         num_classes = network.output_shape[-1] if hasattr(network, "output_shape") else None
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"the network must output a static number K >= 2 of classes; got "
                              f"output shape {getattr(network, 'output_shape', None)}.")
-        self.network = network
         self.num_classes = num_classes
         self.initial_epsilon = check_epsilon(
             default_epsilon(num_classes) if epsilon is None else epsilon, num_classes)
@@ -80,9 +78,6 @@ class TrustRegionModel(keras.Model):
     def epsilon(self):
         """The current outlier probability (a scalar tensor)."""
         return max_epsilon(self.num_classes) * tf.sigmoid(tf.cast(self.epsilon_logit, tf.float32))
-
-    def call(self, inputs, training=None):
-        return self.network(inputs, training=training)
 
     @property
     def metrics(self):
@@ -125,15 +120,8 @@ class TrustRegionModel(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update({
-            "network": keras.saving.serialize_keras_object(self.network),
             "epsilon": self.configured_epsilon,
             "learn_epsilon": self.learn_epsilon,
         })
         return config
 
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        network = keras.saving.deserialize_keras_object(config.pop("network"),
-                                                        custom_objects=custom_objects)
-        return cls(network=network, **config)
