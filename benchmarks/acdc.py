@@ -26,6 +26,8 @@ PROFILES = {
                   steps_per_epoch=2000, learning_rate=0.01),
 }
 QUICK = dict(iterations=20, steps_per_epoch=10)
+CCNN_ACDC = {"ccnn.downscale": 4, "ccnn.foreground_lower": 0.005, "ccnn.background_lower": 0.7,
+             "ccnn.background_upper": 0.995, "ccnn.large_lower": 0.1, "ccnn.small_upper": 0.1}
 # Method name in the table -> overrides of the training config.
 METHODS = {
     "pce": {"method": "pce"},
@@ -34,6 +36,14 @@ METHODS = {
     "full": {"method": "full"},
     "grid_gd": {"method": "gd", "gd.regularizer": "grid", "gd.weight": 1.0},
     "dense_gd": {"method": "gd", "gd.regularizer": "dense"},
+    # Discrete solvers in the loop, the authors' weights (configs/adm_acdc.yaml,
+    # configs/trust_region_acdc.yaml).
+    "adm": {"method": "adm"},
+    "trust_region": {"method": "trust_region"},
+    # Image-level tags only, no scribble seen: trained from scratch like pce and full.
+    # Bounds of configs/ccnn_acdc.yaml: the heart covers a few percent of a slice.
+    "ccnn_tags": {"method": "ccnn", **CCNN_ACDC},
+    "ccnn_size": {"method": "ccnn", **CCNN_ACDC, "ccnn.size_bits": True},
 }
 FINETUNED = {"pce_continued", "grid_gd", "dense_gd", "adm", "trust_region"}
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",

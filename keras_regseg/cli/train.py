@@ -14,7 +14,8 @@ import argparse
 import os
 import sys
 
-from keras_regseg.training.config import DATASETS, METHODS, ConfigError, TrainConfig
+from keras_regseg.training.config import (DATASETS, DISTRIBUTE, METHODS, PRECISIONS, ConfigError,
+                                          TrainConfig)
 
 
 def build_parser():
@@ -37,6 +38,12 @@ def build_parser():
     parser.add_argument("--deterministic", action="store_true", default=None,
                         help="deterministic TensorFlow ops (bit-identical CPU runs)")
     parser.add_argument("--output", help="run folder (default: runs/<method>_<data>)")
+    parser.add_argument("--distribute", choices=DISTRIBUTE,
+                        help="none (default), mirrored (the devices of this host) or multiworker "
+                             "(the hosts of TF_CONFIG); --batch-size is the global batch")
+    parser.add_argument("--mixed-precision", nargs="?", const="float16", choices=PRECISIONS,
+                        help="float16 (the default when the flag is given) or bfloat16 compute; "
+                             "variables, outputs and losses stay float32")
     return parser
 
 
@@ -55,6 +62,8 @@ def config_from_args(args):
         "training.iterations": iterations, "training.steps_per_epoch": args.steps_per_epoch,
         "training.batch_size": args.batch_size, "training.seed": args.seed,
         "training.deterministic": args.deterministic,
+        "training.distribute": args.distribute,
+        "training.mixed_precision": args.mixed_precision,
         "optimizer.learning_rate": args.learning_rate,
     })
 

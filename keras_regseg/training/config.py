@@ -22,6 +22,8 @@ import yaml
 
 METHODS = ("pce", "full", "gd", "adm", "trust_region", "ccnn")
 DATASETS = ("synthetic", "acdc", "voc")
+DISTRIBUTE = ("none", "mirrored", "multiworker")
+PRECISIONS = ("none", "float16", "bfloat16")
 
 
 class ConfigError(ValueError):
@@ -81,6 +83,14 @@ class TrainingConfig:
     checkpoints happen once per epoch). ``pretrain_iterations`` > 0 first
     trains with pCE, then starts the method from that network, as all three
     papers do; ``init_from`` starts from a saved ``.keras`` model instead.
+
+    ``distribute`` spreads training over devices: ``"none"`` (the default
+    device), ``"mirrored"`` (``tf.distribute.MirroredStrategy`` over the GPUs
+    of this host, or over logical CPU devices) or ``"multiworker"``
+    (``MultiWorkerMirroredStrategy`` over the hosts of ``TF_CONFIG``);
+    ``batch_size`` is the global batch. ``mixed_precision`` is ``"none"``,
+    ``"float16"`` or ``"bfloat16"`` compute with float32 variables, outputs
+    and losses.
     """
 
     iterations: int = 1200
@@ -92,6 +102,8 @@ class TrainingConfig:
     init_from: typing.Optional[str] = None
     validate_every: int = 1
     num_grid_images: int = 6
+    distribute: str = "none"
+    mixed_precision: str = "none"
 
 
 @dataclasses.dataclass
@@ -233,6 +245,8 @@ class TrainConfig:
         _choice(source, "data.name", self.data.name, DATASETS)
         _choice(source, "data.augmentation", self.data.augmentation, ("medical", "natural", "none"))
         _choice(source, "gd.regularizer", self.gd.regularizer, ("grid", "dense"))
+        _choice(source, "training.distribute", self.training.distribute, DISTRIBUTE)
+        _choice(source, "training.mixed_precision", self.training.mixed_precision, PRECISIONS)
         _choice(source, "gd.relaxation", self.gd.relaxation, ("bilinear", "quadratic"))
         _positive(source, "ccnn.downscale", self.ccnn.downscale)
         if not 0.0 <= self.ccnn.background_lower <= self.ccnn.background_upper <= 1.0:
