@@ -26,8 +26,19 @@ PROFILES = {
                   steps_per_epoch=2000, learning_rate=0.01),
 }
 QUICK = dict(iterations=20, steps_per_epoch=10)
-CCNN_ACDC = {"ccnn.downscale": 4, "ccnn.foreground_lower": 0.005, "ccnn.background_lower": 0.7,
-             "ccnn.background_upper": 0.995, "ccnn.large_lower": 0.1, "ccnn.small_upper": 0.1}
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
+
+
+def section_overrides(config_file, section):
+    """``{"section.key": value}`` of one section of a file in ``configs/``."""
+    import yaml
+
+    with open(os.path.join(CONFIGS, config_file), encoding="utf-8") as f:
+        values = yaml.safe_load(f)[section]
+    return {f"{section}.{key}": value for key, value in values.items() if key != "size_bits"}
+
+
+CCNN_ACDC = section_overrides("ccnn_acdc.yaml", "ccnn")
 # Method name in the table -> overrides of the training config.
 METHODS = {
     "pce": {"method": "pce"},
@@ -41,7 +52,7 @@ METHODS = {
     "adm": {"method": "adm"},
     "trust_region": {"method": "trust_region"},
     # Image-level tags only, no scribble seen: trained from scratch like pce and full.
-    # Bounds of configs/ccnn_acdc.yaml: the heart covers a few percent of a slice.
+    # Bounds of configs/ccnn_acdc.yaml (the heart covers a few percent of a slice).
     "ccnn_tags": {"method": "ccnn", **CCNN_ACDC},
     "ccnn_size": {"method": "ccnn", **CCNN_ACDC, "ccnn.size_bits": True},
 }
@@ -60,8 +71,7 @@ def budget_of(args):
 def method_config(name, budget, fold, data_path, runs, init_from=None):
     from keras_regseg.training.config import TrainConfig
 
-    config = TrainConfig.from_yaml(os.path.join(os.path.dirname(__file__), "..", "configs",
-                                                "pce_acdc.yaml"))
+    config = TrainConfig.from_yaml(os.path.join(CONFIGS, "pce_acdc.yaml"))
     overrides = {
         "output": os.path.join(runs, f"fold{fold}", name),
         "data.path": data_path, "data.fold": fold, "data.size": budget["size"],

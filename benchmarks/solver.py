@@ -14,6 +14,10 @@ Prints a per-stage breakdown of one solve and the solves per second of
 (median and best of the repeats), and, as a calibration, how much faster a
 trivially parallel loop runs on 2 processes than on 1 on this machine right now
 (other jobs on a shared machine take cores).
+Last, the trust-region / pCE epoch-time ratio (``tr_over_pce_epoch_time``,
+averaged over M epochs, stage A overlapped with training): measured by
+``benchmarks/tr_epoch_time.py`` in a fresh process (TensorFlow stays out of
+this one); ``--no-epoch-ratio`` skips it.
 ``--quick`` uses fewer images and repeats; ``--json PATH`` writes the figures
 (``solves_per_s_1_worker`` and ``solves_per_s_2_workers`` are at 128x128).
 
@@ -26,6 +30,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -190,6 +195,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer images and repeats (< 1 min)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--no-epoch-ratio", action="store_true",
+                        help="skip the trust-region / pCE epoch-time ratio (minutes of training)")
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else 7
     counts = {128: 12 if args.quick else 24, 256: 4 if args.quick else 12}
@@ -227,10 +234,29 @@ def main(argv=None):
         f"(machine: {os.cpu_count()} CPUs, {len(os.sched_getaffinity(0))} usable, "
         f"load average {results['load_average_1min']:.1f} at the end)"
     )
+    if not args.no_epoch_ratio:
+        results.update(epoch_time_ratio(args.quick))
+        print(f"trust-region / pCE epoch time (stage A overlapped): "
+              f"{results['tr_over_pce_epoch_time']:.3f}x; stage A blocking: "
+              f"{results['tr_blocking_over_pce_epoch_time']:.3f}x")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)
     return results
+
+
+def epoch_time_ratio(quick):
+    """The figures of ``tr_epoch_time.py`` (run in a subprocess: it imports TensorFlow)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tr_epoch_time.py")
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "ratio.json")
+        subprocess.run([sys.executable, script, "--json", path] + (["--quick"] if quick else []),
+                       check=True, stdout=subprocess.DEVNULL)
+        with open(path) as handle:
+            figures = json.load(handle)
+    return {"tr_over_pce_epoch_time": figures["tr_over_pce_epoch_time"],
+            "tr_blocking_over_pce_epoch_time": figures["tr_blocking_over_pce_epoch_time"],
+            "epoch_time": figures}
 
 
 if __name__ == "__main__":

@@ -241,3 +241,14 @@ def test_workers_that_cannot_start_make_a_loud_error_not_silent_fallbacks(batch,
     with SolverPool(processes=1) as pool:
         with pytest.raises(RuntimeError, match="exited with code 1 before it was ready"):
             pool.solve_batch(*batch)
+
+
+def test_niceness_lowers_the_workers_priority_and_still_solves(batch, expected):
+    with SolverPool(processes=1, niceness=5, **SETTINGS) as nice_pool:
+        labels, energies = nice_pool.solve_batch(*batch)
+        worker_priority = os.getpriority(os.PRIO_PROCESS, nice_pool.pids[0])
+    assert worker_priority == os.getpriority(os.PRIO_PROCESS, 0) + 5
+    np.testing.assert_array_equal(labels, expected[0])
+    np.testing.assert_array_equal(energies, expected[1])
+    with pytest.raises(ValueError, match="niceness"):
+        SolverPool(processes=0, niceness=-1)

@@ -39,16 +39,23 @@ _POOL = None
 _POOL_LOCK = threading.Lock()
 
 
+WORKER_NICENESS = 5
+"""How much lower than training the shared pool's workers run (``nice`` levels)."""
+
+
 def shared_pool(processes=None):
     """The process-wide :class:`SolverPool`, started on first use.
 
     ``processes`` only matters for the call that starts it (default: one
-    worker per available CPU).
+    worker per available CPU). Its workers run at a lower CPU priority
+    (:data:`WORKER_NICENESS`): a solve that training waits for (ADM) gets the
+    idle cores anyway, and one overlapped with training (trust-region stage A)
+    yields to the training step.
     """
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = SolverPool(processes=processes)
+            _POOL = SolverPool(processes=processes, niceness=WORKER_NICENESS)
         return _POOL
 
 

@@ -59,15 +59,18 @@ _WORKER_CODE = (
     "package = types.ModuleType('keras_regseg'); "
     "package.__path__ = [{package!r}]; package.__file__ = {package!r} + '/__init__.py'; "
     "sys.modules['keras_regseg'] = package; "
-    "from keras_regseg.solvers.pool import _serve; _serve({read}, {write})"
+    "from keras_regseg.solvers.pool import _serve; _serve({read}, {write}, {niceness})"
 )
 
 
-def _serve(read_fd, write_fd):
+def _serve(read_fd, write_fd, niceness=0):
     """Worker loop: receive ``(task, kwargs)``, answer ``(task, ok, labels or message, energy)``.
 
     Ends on ``None`` or when the parent goes away (end-of-file on the pipe).
+    ``niceness`` > 0 lowers the worker's CPU priority (see :class:`SolverPool`).
     """
+    if niceness:
+        os.nice(niceness)
     # Ctrl-C reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     receiver, sender = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
@@ -96,7 +99,7 @@ def _serve(read_fd, write_fd):
 class _Worker:
     """One worker process and the parent's ends of its two pipes."""
 
-    def __init__(self):
+    def __init__(self, niceness=0):
         to_child = os.pipe()
         from_child = os.pipe()
         env = dict(os.environ)
@@ -106,7 +109,7 @@ class _Worker:
         for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(variable, "1")  # one worker per core: no nested thread pools
         code = _WORKER_CODE.format(package=os.path.dirname(os.path.abspath(keras_regseg.__file__)),
-                                   read=to_child[0], write=from_child[1])
+                                   read=to_child[0], write=from_child[1], niceness=int(niceness))
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", code],
@@ -178,7 +181,10 @@ class SolverPool:
     """Alpha-expansion for batches of images in ``processes`` reusable workers.
 
     ``processes``: worker count (default: the CPUs available to this process);
-    0 solves in this process (no isolation from crashes). The energy settings
+    0 solves in this process (no isolation from crashes). ``niceness`` > 0
+    runs the workers at a lower CPU priority: work overlapped with training
+    (trust-region stage A in the background) then takes only the cycles
+    training leaves idle instead of slowing its steps. The energy settings
     are defaults for every :meth:`solve_batch` call, which may override them.
     Use as a context manager or call :meth:`close`; leftover workers are
     stopped at interpreter exit. Calls from several threads are serialized.
@@ -201,6 +207,7 @@ class SolverPool:
         potts_weight=1.0,
         max_iterations=DEFAULT_MAX_ITERATIONS,
         restrict_labels=True,
+        niceness=0,
     ):
         self.processes = default_processes() if processes is None else int(processes)
         if self.processes < 0:
@@ -219,7 +226,11 @@ class SolverPool:
         self._lock = threading.Lock()
         self._workers = []
         self._closer = weakref.finalize(self, _stop_all, self._workers, os.getpid())
-        self._workers.extend(_Worker() for _ in range(self.processes))
+        self.niceness = int(niceness)
+        if self.niceness < 0:
+            raise ValueError(f"niceness is {niceness!r}; expected an integer >= 0 (a lower "
+                             "priority; raising it needs privileges).")
+        self._workers.extend(_Worker(self.niceness) for _ in range(self.processes))
 
     @property
     def pids(self):
@@ -286,7 +297,7 @@ class SolverPool:
 
     def _replace(self, index):
         self._workers[index].stop(timeout=0.1)
-        self._workers[index] = _Worker()
+        self._workers[index] = _Worker(self.niceness)
         self.restarts += 1
 
     def _fallback(self, task):
