@@ -1,10 +1,11 @@
 """Bad inputs a user can hand to keras_regseg: each gets a clear error or a documented handling.
 
 Data files (corrupt images, odd label PNGs, greyscale versus RGB, images
-smaller than the crop, images without scribbles, single-class images), model
-files (a ``.keras`` file carrying Python code), YAML configurations, and
-property-based tests of the file decoders: no input crashes the process or
-escapes as an unexpected exception type.
+smaller than the crop, images without scribbles, single-class images), a
+network whose output turns NaN or inf, model files (a ``.keras`` file carrying
+Python code), YAML configurations, and property-based tests of the file
+decoders: no input crashes the process or escapes as an unexpected exception
+type. (The solver front end has its own property tests, test_solver_properties.py.)
 """
 
 import io
@@ -32,6 +33,7 @@ from keras_regseg.evaluation import evaluate_images
 from keras_regseg.losses import PartialCrossEntropy
 from keras_regseg.models import UNet
 from keras_regseg.prediction import UnsafeModelError, load_keras_model
+from keras_regseg.training.callbacks import NonFiniteLossError
 from keras_regseg.training.config import ConfigError, TrainConfig
 from keras_regseg.training.trainer import train
 
@@ -290,6 +292,53 @@ def test_a_single_class_image_has_one_hot_tags_and_defined_scores(tmp_path):
     _, y_true = one_batch(voc)
     uniform = np.zeros((1, 8, 8, NUM_CLASSES), np.float32)
     assert float(PartialCrossEntropy()(y_true, uniform)) == pytest.approx(np.log(NUM_CLASSES))
+
+
+# ---------------------------------------------------------------- NaN or inf network output
+
+class PoisonAt(keras.callbacks.Callback):
+    """From the start of ``epoch`` the network's output is NaN (its last kernel is)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            kernel = self.model.layers[-1].weights[0]
+            kernel.assign(kernel * np.nan)
+
+
+def test_a_nan_network_output_stops_training_naming_the_step_and_keeps_the_last_good_epoch(
+        tmp_path):
+    config = tiny_config(tmp_path, iterations=6)   # 3 epochs of 2 steps
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError,
+                       match=r"loss = nan at epoch 2, batch 1 of 2 \(training step 3\); "
+                             r"training stopped and nothing of epoch 2 was saved: the "
+                             r"checkpoints and the backup keep epoch 1"):
+        train(config, verbose=0, callbacks=[PoisonAt(1)])
+    # Nothing of the NaN epoch reached the disk: the backup, the checkpoint and the
+    # metrics file are those of epoch 1, and there is no final model.
+    assert json.loads((run / "backup" / "state.json").read_text())["epoch"] == 1
+    assert json.loads((run / "metrics.json").read_text())["history"]["epoch"] == [1]
+    assert not (run / "model.keras").exists()
+    last = keras.saving.load_model(run / "checkpoints" / "last.keras", compile=False)
+    assert all(np.isfinite(w).all() for w in last.get_weights())
+    # Rerunning the same command resumes from epoch 1 and, without the poison, finishes.
+    result = train(config, verbose=0)
+    assert json.loads((run / "metrics.json").read_text())["history"]["epoch"] == [1, 2, 3]
+    assert all(np.isfinite(w).all() for w in result.network.get_weights())
+
+
+def test_an_exploding_learning_rate_stops_at_the_first_non_finite_loss_saving_nothing(tmp_path):
+    config = tiny_config(tmp_path, iterations=4).override(**{"optimizer.learning_rate": 1e30})
+    with pytest.raises(NonFiniteLossError, match=r"loss = (nan|inf) at epoch 1, batch 2 of 2 "
+                                                 r".*no epoch had finished, so nothing was saved"):
+        train(config, verbose=0)
+    run = tmp_path / "run"
+    assert not (run / "backup" / "state.json").exists()
+    assert not (run / "checkpoints" / "last.keras").exists() and not (run / "model.keras").exists()
 
 
 # ---------------------------------------------------------------- untrusted .keras files

@@ -475,3 +475,18 @@ def test_warm_and_cold_starts_agree_on_a_clear_problem():
     warm, cold = run_expansion(problem, None, True), run_expansion(problem, None, False)
     np.testing.assert_array_equal(problem.labels[warm].reshape(12, 12), truth)
     np.testing.assert_array_equal(warm, cold)
+
+
+@pytest.mark.parametrize("unary_weight, potts_weight", [(1e-12, 1e300), (1e300, 1e-12)])
+def test_extreme_weight_ratios_quantize_without_overflow(unary_weight, potts_weight):
+    # A denormal share of one term must not make the integer scale overflow to inf.
+    rng = np.random.default_rng(0)
+    probabilities = rng.random((8, 8, 3))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    seeds = np.full((8, 8), 255)
+    seeds[0, 0], seeds[7, 7] = 0, 2
+    with np.errstate(over="raise", invalid="raise"):
+        labels, energy = solve_alpha_expansion(probabilities, rng.random((8, 8)), seeds,
+                                               unary_weight=unary_weight, potts_weight=potts_weight)
+    assert labels[0, 0] == 0 and labels[7, 7] == 2 and np.isfinite(energy)
+    assert set(np.unique(labels)) <= {0, 1, 2}

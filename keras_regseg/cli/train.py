@@ -5,9 +5,13 @@ Examples::
     python train.py                                   # pCE on the built-in synthetic data
     python train.py --method gd --config configs/gd_grid_acdc.yaml --data-path ../shared/data/acdc
     python train.py --config configs/pce_acdc.yaml --epochs 3 --output runs/try
+    python train.py --method gd --tune --trials 8      # search gd's learning rate and weight
 
 Flags override the YAML file; the YAML file overrides the built-in defaults.
 Rerunning the same command resumes an interrupted run from its last epoch.
+``--tune`` trains one configuration per trial instead, the first the one given,
+and writes the best to ``<output>/tuning/best_config.yaml``
+(see ``keras_regseg.training.tuning``).
 """
 
 import argparse
@@ -16,6 +20,7 @@ import sys
 
 from keras_regseg.training.config import (DATASETS, DISTRIBUTE, METHODS, PRECISIONS, ConfigError,
                                           TrainConfig)
+from keras_regseg.training.tuning import DEFAULT_TRIALS, TUNERS, check_options, tune
 
 
 def build_parser():
@@ -44,6 +49,15 @@ def build_parser():
     parser.add_argument("--mixed-precision", nargs="?", const="float16", choices=PRECISIONS,
                         help="float16 (the default when the flag is given) or bfloat16 compute; "
                              "variables, outputs and losses stay float32")
+    tuning = parser.add_argument_group("hyperparameter search")
+    tuning.add_argument("--tune", action="store_true",
+                        help="search the method's hyperparameters (default output: "
+                             "runs/<method>_<data>_tuning)")
+    tuning.add_argument("--tuner", choices=TUNERS,
+                        help="random (default) or bayesian search; needs --tune")
+    tuning.add_argument("--trials", type=int,
+                        help="number of trials, the given configuration first (default "
+                             f"{DEFAULT_TRIALS}); needs --tune")
     return parser
 
 
@@ -68,14 +82,30 @@ def config_from_args(args):
     })
 
 
+def tuning_options(args, config):
+    """``(trials, tuner)`` of parsed ``args``; ``ValueError`` for options without ``--tune``."""
+    if not args.tune:
+        if args.trials is not None or args.tuner is not None:
+            raise ValueError("--trials and --tuner need --tune.")
+        return None, None
+    trials = DEFAULT_TRIALS if args.trials is None else args.trials
+    tuner = args.tuner or "random"
+    check_options(trials, tuner, config.training.distribute)
+    return trials, tuner
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
-    except ConfigError as error:
+        trials, tuner = tuning_options(args, config)
+    except (ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.tune:
+        tune(config, trials=trials, tuner=tuner)
+        return 0
     from keras_regseg.training.trainer import train  # TensorFlow loads only after the flags are valid
 
     train(config)

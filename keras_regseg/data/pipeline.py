@@ -5,10 +5,11 @@ with ``y_true = pack_targets(label, images)`` (see
 :mod:`keras_regseg.losses.targets`): the loss gets the label map and the
 augmented image it needs for CRF terms.
 
-A source with an ``indexed_tf_dataset(indices)`` method (the VOC and ACDC
-readers) is shuffled by index before decoding, so the shuffle buffer holds
-integers, not images. Other sources and plain ``tf.data.Dataset`` inputs are
-shuffled with a buffer of ``shuffle_buffer`` decoded samples.
+Sources are shuffled by index, before decoding, with an order of each pass
+over the data drawn from the seed and the pass number (reproducible whatever
+iterators are made, and a resumed run can skip ahead in it); the VOC and ACDC
+readers decode by index (``indexed_tf_dataset``). Plain ``tf.data.Dataset``
+inputs are shuffled with a buffer of ``shuffle_buffer`` decoded samples.
 
 >>> import numpy as np
 >>> from keras_regseg.data.base import InMemorySource
@@ -19,6 +20,7 @@ shuffled with a buffer of ``shuffle_buffer`` decoded samples.
 ((2, 16, 16, 1), (2, 16, 16, 2))
 """
 
+import numpy as np
 import tensorflow as tf
 
 from keras_regseg.data.augment import Augmentation, augment_sample, normalize_crop_size
@@ -71,20 +73,59 @@ def _check_input(source):
 
 
 def _samples(source, shuffle, seed, repeat, shuffle_buffer, skip=0):
-    """Sample dicts, optionally shuffled (anew each epoch) and repeated forever."""
-    if isinstance(source, SegmentationSource) and hasattr(source, "indexed_tf_dataset"):
-        indices = tf.data.Dataset.range(len(source))
+    """Sample dicts, optionally shuffled (anew each pass over the data) and repeated forever.
+
+    A :class:`SegmentationSource` is read by index: pass ``p`` visits the
+    indices in an order drawn from ``seed`` and ``p`` alone, so the stream is a
+    function of the position in it. (TensorFlow's ``reshuffle_each_iteration``
+    draws new orders for every iterator made from the dataset: an iterator made
+    only to peek at one batch, to build a model, then changes the order training
+    sees, by an amount that depends on how far its prefetching got, so runs with
+    the same seed differed and a resumed run that skipped the samples it had
+    trained on did not continue the same stream.) A plain ``tf.data.Dataset``
+    is shuffled with a buffer of ``shuffle_buffer`` samples, TensorFlow's way.
+    """
+    if not isinstance(source, SegmentationSource):
         if shuffle:
-            indices = indices.shuffle(len(source), seed=seed, reshuffle_each_iteration=True)
-        if repeat:
-            indices = indices.repeat()
-        return source.indexed_tf_dataset(indices.skip(skip))
-    dataset = source.to_tf_dataset() if isinstance(source, SegmentationSource) else source
-    if shuffle:
-        buffer = min(len(source), shuffle_buffer) if isinstance(
-            source, SegmentationSource) else shuffle_buffer
-        dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    return (dataset.repeat() if repeat else dataset).skip(skip)
+            source = source.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        return (source.repeat() if repeat else source).skip(skip)
+    if shuffle and seed is None:   # still reproducible under a global seed (set_random_seed)
+        seed = int(tf.random.uniform((), 0, 2 ** 31 - 1, dtype=tf.int64))
+    count = len(source)
+
+    def pass_indices(number):
+        indices = tf.range(count, dtype=tf.int64)
+        if shuffle:
+            keys = tf.random.stateless_uniform([count], seed=tf.stack([seed, number]))
+            indices = tf.gather(indices, tf.argsort(keys))
+        return tf.data.Dataset.from_tensor_slices(indices)
+
+    passes = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
+    return _read_by_index(source)(passes.flat_map(pass_indices).skip(skip))
+
+
+def _read_by_index(source):
+    """``indices dataset -> sample dicts dataset`` for a :class:`SegmentationSource`.
+
+    The source's own ``indexed_tf_dataset`` (files decoded in the graph), else
+    ``source.load`` in a ``tf.numpy_function`` (in-memory sources: no copy of
+    their arrays), with the shapes of ``source.to_tf_dataset()``.
+    """
+    if hasattr(source, "indexed_tf_dataset"):
+        return source.indexed_tf_dataset
+    spec = source.to_tf_dataset().element_spec
+    keys = sorted(spec)
+
+    def load(index):
+        sample = source.load(int(index))
+        return [np.asarray(sample[k], spec[k].dtype.as_numpy_dtype) for k in keys]
+
+    def read(index):
+        values = tf.numpy_function(load, [index], [spec[k].dtype for k in keys],
+                                   name="load_sample")
+        return {k: tf.ensure_shape(v, spec[k].shape) for k, v in zip(keys, values)}
+
+    return lambda indices: indices.map(read)
 
 
 def _first_image_shape(source):
@@ -166,10 +207,11 @@ def make_training_dataset(source, batch_size, crop_size=None, augmentation=None,
             run passes the number it already trained on, so that it continues the
             stream of the uninterrupted run. Skipped before decoding (by index) and
             augmentation, so it costs little.
-        proposals: optional ``sample dict -> int32 [H, W]`` label map (trust-region
-            proposals looked up by sample id), added before augmentation and warped
-            with the labels; ``y_true`` is then ``[label, proposal, image]``
-            (``[B, h, w, 2 + C]``).
+        proposals: optional ``(sample dict, step) -> int32 [H, W]`` label map
+            (trust-region proposals looked up by sample id; ``step`` is the int64
+            index of the training step, counted from the start of the stream, that
+            the sample is part of), added before augmentation and warped with the
+            labels; ``y_true`` is then ``[label, proposal, image]`` (``[B, h, w, 2 + C]``).
 
     Returns:
         ``tf.data.Dataset`` of ``(images [B, h, w, C], y_true [B, h, w, 1 + C])`` float32.
@@ -194,8 +236,13 @@ def make_training_dataset(source, batch_size, crop_size=None, augmentation=None,
     if proposals is not None:
         if image_level:
             raise ValueError("proposals need label-map targets; got target=%r." % target)
-        samples = samples.map(lambda s: dict(s, proposal=proposals(s)),
-                              num_parallel_calls=tf.data.AUTOTUNE)
+        # The training step each sample goes to (one batch a step) tells the proposal lookup
+        # which stage-A round it belongs to, however far ahead tf.data prefetches. The lookup
+        # may wait for that round: sequential, so that it holds back only the samples after
+        # it, never the threads that prepare the samples before it (a parallel map deadlocks).
+        steps = tf.data.Dataset.counter(start=skip_samples).map(lambda i: i // batch_size)
+        samples = tf.data.Dataset.zip(samples, steps).map(
+            lambda s, step: dict(s, proposal=proposals(s, step)))
     # Drop what the step does not use (the id names a sample in size errors).
     samples = samples.map(lambda s: _select(s, ["image", label_key],
                                             optional=["id", "image_targets", "proposal"]))

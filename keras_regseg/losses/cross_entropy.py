@@ -3,7 +3,10 @@
 Both return per-pixel values ``[B, H, W]`` scaled so that Keras's default
 reduction (mean over all pixels of the local batch) equals the mean
 cross-entropy over *labeled* pixels only. Returning per-pixel values, not a
-scalar, keeps the gradient scale right under ``tf.distribute``.
+scalar, keeps the gradient scale right under ``tf.distribute``; the pixel
+counts are summed over the replicas (:func:`replica_sum`), so the replicas'
+losses add up to the mean over the labeled pixels of the *global* batch, as
+on one device, even when the replicas' shares hold different numbers of seeds.
 """
 
 import keras
@@ -31,17 +34,35 @@ def per_pixel_log_probs(y_pred, from_logits):
     return tf.math.log(tf.clip_by_value(y_pred, 1e-12, 1.0))
 
 
+def replica_sum(value):
+    """``value`` summed over the replicas of the current ``tf.distribute`` strategy.
+
+    Inside ``strategy.run`` with several replicas this is an all-reduce (every
+    replica must call it); elsewhere, ``value`` itself.
+
+    >>> float(replica_sum(tf.constant(3.0)))
+    3.0
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
 def masked_cross_entropy(labels, log_probs):
     """Per-pixel CE on labeled pixels, rescaled to a mean over labeled pixels.
 
-    Returns ``[B, H, W]`` whose mean is ``sum(mask * ce) / max(sum(mask), 1)``.
+    Returns ``[B, H, W]`` whose mean is ``sum(mask * ce) / max(sum(mask), 1)``;
+    under ``tf.distribute`` both counts are those of the global batch, so the
+    replicas' means divided by the number of replicas (what Keras does) add up
+    to that mean over the global batch.
     """
     num_classes = tf.shape(log_probs)[-1]
     mask = labeled_mask(labels, num_classes)
     safe_labels = tf.where(mask > 0, labels, tf.zeros_like(labels))
     ce = -tf.gather(log_probs, safe_labels, axis=-1, batch_dims=3)
-    num_pixels = tf.cast(tf.size(mask), tf.float32)
-    num_labeled = tf.maximum(tf.reduce_sum(mask), 1.0)
+    num_pixels = replica_sum(tf.cast(tf.size(mask), tf.float32))
+    num_labeled = tf.maximum(replica_sum(tf.reduce_sum(mask)), 1.0)
     return ce * mask * (num_pixels / num_labeled)
 
 

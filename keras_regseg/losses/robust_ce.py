@@ -31,6 +31,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_regseg.losses.cross_entropy import replica_sum
+
 VOC_EPSILON = 0.944
 """The authors' outlier probability for full scribbles on Pascal VOC (K = 21)."""
 
@@ -118,9 +120,11 @@ def robust_cross_entropy(seeds, proposals, logits, epsilon):
                   tf.math.log(b) + log_f_target], axis=0), axis=0)
     seed_f, proposal_f = tf.cast(is_seed, tf.float32), tf.cast(is_proposal, tf.float32)
     per_pixel = -seed_f * log_f_target - proposal_f * log_robust
-    num_seeds, num_proposals = tf.reduce_sum(seed_f), tf.reduce_sum(proposal_f)
+    # Counts of the global batch under tf.distribute (see cross_entropy.replica_sum).
+    num_seeds = replica_sum(tf.reduce_sum(seed_f))
+    num_proposals = replica_sum(tf.reduce_sum(proposal_f))
     normalizer = tf.where(num_seeds > 0, num_seeds, tf.maximum(num_proposals, 1.0))
-    return per_pixel * (tf.cast(tf.size(per_pixel), tf.float32) / normalizer)
+    return per_pixel * (replica_sum(tf.cast(tf.size(per_pixel), tf.float32)) / normalizer)
 
 
 @keras.saving.register_keras_serializable(package="keras_regseg")

@@ -86,8 +86,11 @@ class TrustRegionModel(NetworkWrapper):
     def compile(self, *args, **kwargs):
         """``keras.Model.compile``; the error model is kept out of weight decay."""
         super().compile(*args, **kwargs)
-        if self.learn_epsilon and getattr(self.optimizer, "weight_decay", None):
-            self.optimizer.exclude_from_weight_decay(var_list=[self.epsilon_logit])
+        # Under mixed_float16 compile wraps the optimizer in a LossScaleOptimizer, which has no
+        # weight decay of its own: the wrapped optimizer is the one that decays.
+        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        if self.learn_epsilon and getattr(optimizer, "weight_decay", None):
+            optimizer.exclude_from_weight_decay(var_list=[self.epsilon_logit])
 
     def per_pixel_loss(self, y, logits):
         """d_B per pixel ``[B, H, W]`` (mean = d_B per seed pixel)."""

@@ -30,12 +30,19 @@ pipeline reads by sample id and augments together with image and seeds.
 
 Rounds after the first run in a background thread while training goes on
 (``overlap=True``): the solver works in its worker processes and the GIL is
-free while the thread waits on them, so stage A costs little wall-clock time;
-until a round finishes, stage B uses the previous round's proposals (the
-first round is waited for). A round that fails leaves the previous proposals
-in place, with a warning.
+free while the thread waits on them, so stage A costs little wall-clock time.
+Such a round predicts with a :class:`NetworkSnapshot` of the network at the
+start of its epoch, which still trains on the previous round; the epochs
+after it train on it (the first round is waited for). Which round a training
+step sees is fixed by the schedule (:class:`StageA`), never by timing: the
+store serves each sample the round of its step, so runs are reproducible and
+a run killed at any moment resumes, from the backup that holds the round in
+use (:meth:`StageA.resumable_state`), to the same result. A round that fails
+leaves the previous proposals in place, with a warning.
 """
 
+import os
+import sys
 import threading
 import time
 import warnings
@@ -48,6 +55,7 @@ from tqdm.auto import tqdm
 from keras_regseg.data.spec import IGNORE_INDEX
 from keras_regseg.inference import pad_to_multiple
 from keras_regseg.methods import latent_solve
+from keras_regseg.utils.files import atomic_write
 
 TR_POTTS_WEIGHT = 100.0
 """The authors' Potts weight (Pascal VOC)."""
@@ -71,53 +79,185 @@ def solver_weights(lambda_weight=TR_LAMBDA, potts_weight=TR_POTTS_WEIGHT):
 
 
 class ProposalStore:
-    """The latest proposal of each training sample, by sample id (thread-safe).
+    """The proposals of the training samples by sample id, one version per stage-A round.
+
+    Thread-safe. :meth:`update` adds a round (the previous round's maps with
+    the given ids replaced); :meth:`get` reads the latest round. While a
+    schedule is set (:meth:`start_schedule`, by :class:`StageA` during
+    ``fit``), :meth:`lookup` serves each sample the round its training step
+    belongs to, waiting for that round if ``tf.data`` prefetches ahead of it:
+    which proposals a step trains on then never depends on timing, so that a
+    run is reproducible and a resumed run repeats the uninterrupted one.
 
     >>> store = ProposalStore()
     >>> store.update({"a": np.ones((2, 2), np.int32)})
-    >>> store.get("a").tolist(), store.get("b") is None, len(store)
-    ([[1, 1], [1, 1]], True, 1)
+    >>> store.get("a").tolist(), store.get("b") is None, len(store), store.rounds
+    ([[1, 1], [1, 1]], True, 1, 1)
+    >>> store.update({"b": np.zeros((2, 2), np.int32)})
+    >>> store.maps(1).keys() == {"a"}, sorted(store.maps())
+    (True, ['a', 'b'])
     """
 
+    KEEP = 2
+    """Rounds kept: the one the current epoch trains on and the next."""
+
     def __init__(self):
-        self._maps = {}
-        self._lock = threading.Lock()
+        self._versions = {}           # round number (1, 2, ...) -> {sample id: uint8 map}
+        self._condition = threading.Condition()
+        self._round_of_step = None    # step -> round number, while a schedule is set
+        self._running = None
         self.rounds = 0
 
     def __len__(self):
-        return len(self._maps)
+        return len(self.maps())
 
     def get(self, sample_id):
-        return self._maps.get(sample_id)
+        """The latest proposal of ``sample_id`` (``None`` if it has none)."""
+        return self.maps().get(sample_id)
+
+    def maps(self, round_number=None):
+        """``{id: map}`` of a round (default: the latest; the oldest kept if it is gone)."""
+        versions = self._versions
+        if not versions:
+            return {}
+        if round_number is None or round_number not in versions:
+            kept = sorted(versions)
+            if round_number is None or round_number > kept[-1]:
+                return versions[kept[-1]]
+            return versions[kept[0]]
+        return versions[round_number]
 
     def update(self, proposals):
-        """Replace the proposals of the given ids (a dict id -> int label map)."""
-        with self._lock:
-            merged = dict(self._maps)
-            merged.update({str(k): np.asarray(v, np.uint8) for k, v in proposals.items()})
-            self._maps = merged  # one reference swap: readers see a whole round or none
-            self.rounds += 1
+        """Add a round: the latest maps with the given ids (dict id -> int label map) replaced."""
+        merged = dict(self.maps())
+        merged.update({str(k): np.asarray(v, np.uint8) for k, v in proposals.items()})
+        self._publish(self.rounds + 1, merged)
 
-    def _lookup(self, sample_id, seeds):
-        proposal = self._maps.get(sample_id.decode())
+    def restore(self, round_number, maps):
+        """Make ``maps`` round ``round_number``, dropping every other round (a resumed run)."""
+        with self._condition:
+            self._versions = {}
+        self._publish(int(round_number), {str(k): np.asarray(v, np.uint8) for k, v in maps.items()})
+
+    def _publish(self, round_number, maps):
+        with self._condition:
+            versions = {k: v for k, v in self._versions.items() if k > round_number - self.KEEP}
+            versions[round_number] = maps
+            self._versions = versions   # one reference swap: readers see a whole round or none
+            self.rounds = round_number
+            self._condition.notify_all()
+
+    def start_schedule(self, round_of_step, running=None):
+        """Serve step ``t`` the round ``round_of_step(t)``, waiting for it when needed.
+
+        ``round_of_step`` returns ``None`` while it cannot tell yet (lookups
+        wait); call :meth:`start_schedule` again when that changes.
+        ``running()`` (optional) says whether training still goes on: when it
+        turns false (``fit`` left by an exception, without ``on_train_end``),
+        waiting lookups give up, so that ``tf.data``, which waits for its
+        pending calls when the iterator is deleted, does not hang.
+        """
+        with self._condition:
+            self._round_of_step, self._running = round_of_step, running
+            self._condition.notify_all()
+
+    def stop_schedule(self):
+        """Serve the latest round again and release every waiting lookup."""
+        with self._condition:
+            self._round_of_step = self._running = None
+            self._condition.notify_all()
+
+    def _wanted_round(self, step):
+        if step < 0:
+            return None
+        with self._condition:
+            # The round is computed by the stage-A callback at an epoch start (or in the
+            # background); tf.data may ask for a later step's sample long before that.
+            while self._round_of_step is not None:
+                wanted = self._round_of_step(int(step))
+                if wanted is not None and self.rounds >= wanted:
+                    return wanted
+                if self._running is not None and not self._running():
+                    self._round_of_step = self._running = None
+                    break
+                self._condition.wait(timeout=0.5)
+            return None   # no schedule (any more): the latest round
+
+    def _lookup(self, sample_id, seeds, step=-1):
+        proposal = self.maps(self._wanted_round(step)).get(sample_id.decode())
         if proposal is None or proposal.shape != seeds.shape:
             # No proposal yet (or from another image size): seeds only, the robust loss is pCE.
             return latent_solve.seeds_only(seeds, 254)
         return proposal.astype(np.int32)
 
-    def lookup(self, sample):
-        """A ``tf.data`` map helper: the proposal of a sample dict (``id``, ``weak_label``)."""
-        proposal = tf.numpy_function(self._lookup, [sample["id"], sample["weak_label"]], tf.int32,
-                                     stateful=True, name="trust_region_proposal")
+    def lookup(self, sample, step=None):
+        """A ``tf.data`` map helper: the proposal of a sample dict (``id``, ``weak_label``).
+
+        ``step`` (int64 scalar tensor, optional): the training step the sample
+        goes to, as :func:`~keras_regseg.data.pipeline.make_training_dataset`
+        passes it; without it, or without a schedule, the latest round.
+        """
+        step = tf.constant(-1, tf.int64) if step is None else tf.cast(step, tf.int64)
+        proposal = tf.numpy_function(self._lookup, [sample["id"], sample["weak_label"], step],
+                                     tf.int32, stateful=True, name="trust_region_proposal")
         proposal.set_shape(sample["weak_label"].shape)
         return proposal
+
+    def save(self, path):
+        """Write the latest round to ``path`` (``.npz``: ids, maps, round number)."""
+        maps = self.maps()
+        ids = sorted(maps)
+        arrays = {f"map_{i}": maps[k] for i, k in enumerate(ids)}
+        with open(path, "wb") as f:
+            np.savez(f, ids=np.asarray(ids, dtype=str), round=np.int64(self.rounds), **arrays)
+
+    def load(self, path):
+        """Read a round written by :meth:`save` (it becomes the only round kept)."""
+        with np.load(path, allow_pickle=False) as saved:
+            ids = [str(i) for i in saved["ids"]]
+            self.restore(int(saved["round"]), {k: saved[f"map_{i}"] for i, k in enumerate(ids)})
+
+
+class CallerRunning:
+    """Whether the function that called the current callback method (``fit``) still runs.
+
+    Created inside a callback's ``on_train_begin``; true while the thread's
+    stack still holds that ``fit`` frame. Keeps no reference to the frame
+    (which would keep ``fit``'s data iterator alive).
+    """
+
+    def __init__(self):
+        frame = sys._getframe(1)
+        callbacks_dir = os.path.dirname(keras.callbacks.Callback.__init__.__code__.co_filename)
+        # Skip the callback method itself and Keras's CallbackList dispatch.
+        while frame is not None and (frame.f_code.co_filename.startswith(callbacks_dir)
+                                     or "self" in frame.f_locals
+                                     and isinstance(frame.f_locals["self"],
+                                                    keras.callbacks.Callback)):
+            frame = frame.f_back
+        self.thread = threading.get_ident()
+        self.code = frame.f_code if frame is not None else None
+        self.frame_id = id(frame)
+        del frame
+
+    def __call__(self):
+        frame = sys._current_frames().get(self.thread)
+        try:
+            while frame is not None:
+                if id(frame) == self.frame_id and frame.f_code is self.code:
+                    return True
+                frame = frame.f_back
+            return False
+        finally:
+            del frame
 
 
 def in_graph_probabilities(network):
     """A ``tf.function`` images ``[B, H, W, C]`` -> softmax ``[B, H, W, K]`` usable in ``tf.data``.
 
     Pads to the network's ``size_divisor`` (edge replication) and crops back,
-    as :func:`keras_regseg.inference.make_predict_fn` does.
+    as :func:`keras_regseg.inference.make_predict_fn` does. ``network`` may
+    be a :class:`NetworkSnapshot`.
     """
     multiple = int(getattr(network, "size_divisor", 1) or 1)
 
@@ -128,6 +268,44 @@ def in_graph_probabilities(network):
         return tf.nn.softmax(tf.cast(logits[:, :height, :width], tf.float32), axis=-1)
 
     return probabilities
+
+
+class NetworkSnapshot:
+    """The network as it was at :meth:`take`, callable while training goes on changing it.
+
+    A background round must predict with the network of the epoch it was
+    started at, not with whatever weights training has reached meanwhile.
+    The copies are variables of their own, read through ``stateless_call``.
+
+    >>> net = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 1)])
+    >>> snapshot = NetworkSnapshot(net); snapshot.take()
+    >>> x = np.ones((1, 4, 4, 1), np.float32); before = net(x).numpy()
+    >>> _ = net.layers[0].kernel.assign(net.layers[0].kernel * 2)
+    >>> bool(np.allclose(snapshot(x).numpy(), before)), bool(np.allclose(net(x).numpy(), before))
+    (True, False)
+    """
+
+    def __init__(self, network):
+        self.network = network
+        self.size_divisor = getattr(network, "size_divisor", 1)
+        self._copies = None
+
+    def take(self):
+        """Copy the network's current variables."""
+        variables = [*self.network.trainable_variables, *self.network.non_trainable_variables]
+        if self._copies is None:
+            self._copies = [tf.Variable(v.value, trainable=False) for v in variables]
+        else:
+            for copy, variable in zip(self._copies, variables):
+                copy.assign(variable.value)
+
+    def __call__(self, images, training=False):
+        if self._copies is None:
+            raise RuntimeError("NetworkSnapshot called before take().")
+        count = len(self.network.trainable_variables)
+        logits, _ = self.network.stateless_call(self._copies[:count], self._copies[count:],
+                                                images, training=False)
+        return logits
 
 
 def proposal_dataset(source, network, batch_size=8, pool=None, **settings):
@@ -186,10 +364,31 @@ class StageA(keras.callbacks.Callback):
       progress: show a progress bar per round.
       pool: a :class:`~keras_regseg.solvers.SolverPool` (default: the shared one).
 
+    Schedule (epochs counted from 0, ``k >= 1``): the first round runs at the
+    start of training, from the initial network. Round ``k`` is taken from
+    the network at the start of epoch ``kM``. Without ``overlap`` it runs
+    there and epochs ``kM .. kM + M - 1`` train on it; with ``overlap`` it
+    runs in the background during epoch ``kM`` (on a :class:`NetworkSnapshot`),
+    which still trains on round ``k - 1``, and epochs ``kM + 1 .. kM + M`` train
+    on it. The store serves every sample the round of its step, so the
+    proposals a step sees never depend on timing; a background round is
+    awaited at the end of its epoch.
+
+    Resumable state (:meth:`resumable_state`, saved by
+    :class:`~keras_regseg.training.callbacks.ResumableBackup` after each
+    epoch): the round the next epoch trains on, written once per round as
+    ``stage-a-round-NNNN.npz``, the round numbering and the last summary.
+    After the end of an epoch no round is in flight, so a run killed at any
+    moment (inside a round included) resumes from the last backup and computes
+    the same rounds from the same networks as the uninterrupted run.
+
     Adds to the epoch logs the last finished round's ``stage_a_energy`` (mean
     per-pixel energy of the proposals), ``proposal_accuracy`` (pixel agreement
     with the dense labels, when known) and ``stage_a_seconds``.
     """
+
+    state_key = "stage_a"
+    """Name of this callback's entry in the backup's ``state.json``."""
 
     def __init__(self, source, network, store, every=TR_EVERY, batch_size=8,
                  unary_weight=TR_LAMBDA * TR_POTTS_WEIGHT, potts_weight=TR_POTTS_WEIGHT,
@@ -204,12 +403,20 @@ class StageA(keras.callbacks.Callback):
                              max_iterations=max_iterations)
         self.overlap, self.progress, self.pool = bool(overlap), bool(progress), pool
         self.summary = {}
+        self.snapshot = NetworkSnapshot(network)
         self._thread = None
+        self._schedule = self._running = None
+        self._first_round = None   # the store's round number that epoch 0 trains on
+        self._saved_round = None   # the round whose file this process wrote or restored
 
     def run_round(self):
         """Compute proposals for every training image now; returns the round's summary."""
+        self.snapshot.take()
+        return self._solve_round()
+
+    def _solve_round(self):
         started = time.time()
-        dataset = proposal_dataset(self.source, self.network, self.batch_size, self.pool,
+        dataset = proposal_dataset(self.source, self.snapshot, self.batch_size, self.pool,
                                    **self.settings)
         proposals, energies, agree, known = {}, [], 0, 0
         total = -(-len(self.source) // self.batch_size)
@@ -224,20 +431,22 @@ class StageA(keras.callbacks.Callback):
                 a, k = pixel_agreement(labels, batch["dense_label"].numpy())
                 agree, known = agree + a, known + k
                 bar.update(len(ids))
-        self.store.update(proposals)
         finite = [e for e in energies if np.isfinite(e)]
-        self.summary = {"stage_a_energy": float(np.mean(finite)) if finite else float("nan"),
-                        "stage_a_seconds": time.time() - started}
+        summary = {"stage_a_energy": float(np.mean(finite)) if finite else float("nan"),
+                   "stage_a_seconds": time.time() - started}
         if known:
-            self.summary["proposal_accuracy"] = agree / known
-        return self.summary
+            summary["proposal_accuracy"] = agree / known
+        self.summary = summary
+        self.store.update(proposals)
+        return summary
 
     def _run_safely(self):
         try:
-            self.run_round()
+            self._solve_round()
         except Exception as error:  # noqa: BLE001 - stage A must never end training
             warnings.warn(f"stage A round failed ({type(error).__name__}: {error}); "
                           "stage B keeps the previous proposals.", RuntimeWarning)
+            self.store.update({})   # the round exists (as a copy): steps waiting for it go on
 
     def wait(self):
         """Block until a background round (if any) has finished."""
@@ -245,14 +454,45 @@ class StageA(keras.callbacks.Callback):
             self._thread.join()
             self._thread = None
 
+    def rounds_started(self, epoch):
+        """Rounds after the first started by the beginning of ``epoch``."""
+        return epoch // self.every
+
+    def rounds_used(self, epoch):
+        """Rounds after the first that ``epoch`` trains on (one less while one runs behind)."""
+        if self.overlap:
+            return max(epoch - 1, 0) // self.every
+        return epoch // self.every
+
     def on_train_begin(self, logs=None):
-        if len(self.store) == 0:
-            self._run_safely()
+        steps = (self.params or {}).get("steps")
+        self._schedule = self._round_of_step(int(steps)) if steps else None
+        self._running = CallerRunning()
+        if self._schedule is not None:
+            self.store.start_schedule(self._schedule, self._running)
+
+    def _round_of_step(self, steps_per_epoch):
+        def round_of_step(step):
+            if self._first_round is None:   # not known before the first epoch starts: wait
+                return None
+            return self._first_round + self.rounds_used(step // steps_per_epoch)
+
+        return round_of_step
 
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 0 or epoch % self.every:
-            return
+        if self._first_round is None:
+            # A fresh run (or a backup without stage-A state): a round from the network as it
+            # is now serves this epoch. A restored run has its rounds already.
+            if len(self.store) == 0:
+                self.snapshot.take()
+                self._run_safely()
+            self._first_round = self.store.rounds - self.rounds_used(epoch)
+            if self._schedule is not None:
+                self.store.start_schedule(self._schedule, self._running)   # waiting: go on
         self.wait()
+        if self.store.rounds >= self._first_round + self.rounds_started(epoch):
+            return
+        self.snapshot.take()   # the network at the start of this epoch
         if self.overlap:
             self._thread = threading.Thread(target=self._run_safely, name="stage-a", daemon=True)
             self._thread.start()
@@ -260,11 +500,40 @@ class StageA(keras.callbacks.Callback):
             self._run_safely()
 
     def on_epoch_end(self, epoch, logs=None):
+        self.wait()   # the next epoch trains on it; the backup saves it
         if logs is not None:
             logs.update(self.summary)
 
     def on_train_end(self, logs=None):
         self.wait()
+        self.store.stop_schedule()
+        self._first_round = None   # a later fit starts from the latest round
+
+    def resumable_state(self, directory):
+        """Write the round the next epoch trains on into ``directory``; return the state.
+
+        ``{"files": [...]}`` names the files the state needs (the backup keeps them).
+        """
+        self.wait()
+        name = f"stage-a-round-{self.store.rounds:04d}.npz"
+        if self._saved_round != self.store.rounds:   # one file per round, not per epoch
+            atomic_write(os.path.join(directory, name), self.store.save)
+            self._saved_round = self.store.rounds
+        return {"files": [name], "proposals": name, "rounds": self.store.rounds,
+                "first_round": self._first_round, "every": self.every, "overlap": self.overlap,
+                "summary": self.summary}
+
+    def restore_resumable_state(self, directory, state):
+        """Take back what :meth:`resumable_state` saved (before the first resumed epoch)."""
+        self.store.load(os.path.join(directory, state["proposals"]))
+        self.summary, self._saved_round = dict(state["summary"]), self.store.rounds
+        if (state["every"], state["overlap"]) == (self.every, self.overlap):
+            self._first_round = state["first_round"]
+        else:   # the saved round then serves the first resumed epoch (on_epoch_begin)
+            warnings.warn(f"the backup's stage A ran every {state['every']} epochs with "
+                          f"overlap={state['overlap']}; this run asks for every={self.every}, "
+                          f"overlap={self.overlap}: the resumed run follows the new schedule "
+                          "from the saved proposals.", RuntimeWarning)
 
 
 def grid_proposals(samples, network, pool=None, **settings):

@@ -428,8 +428,12 @@ def build_gco_problem(probabilities, seeds, edge_weights, labels, start, unary_w
 
     max_unary = unary.max(initial=0.0)
     max_cost = costs.max(initial=0.0)
-    limits = [UNARY_BUDGET / max_unary] if max_unary > 0 else []
-    limits += [EDGE_BUDGET / max_cost] if max_cost > 0 else []
+    # A cost so small that its budget ratio overflows (a denormal share of an extreme weight
+    # ratio) quantizes to zero anyway: only finite scales count.
+    with np.errstate(over="ignore"):
+        limits = [UNARY_BUDGET / max_unary] if max_unary > 0 else []
+        limits += [EDGE_BUDGET / max_cost] if max_cost > 0 else []
+    limits = [limit for limit in limits if np.isfinite(limit)]
     scale = min(limits) if limits else 0.0
     unary_int = np.minimum(np.rint(unary * scale), UNARY_BUDGET).astype(np.int32)
     cost_int = np.minimum(np.rint(costs * scale), EDGE_BUDGET).astype(np.int32)

@@ -12,6 +12,12 @@ A run owns one output folder::
       training_curves.png    losses, validation metrics and learning rate per epoch
       validation_grid.png    image / scribbles / prediction / ground truth
       pretrain/              the pCE phase, when training.pretrain_iterations > 0
+
+With ``training.distribute`` the network, the method's model and the optimizer
+are built under the strategy's scope (:mod:`keras_regseg.training.distribute`);
+``"multiworker"`` trains with :func:`~keras_regseg.training.custom_loop.fit_distributed`,
+each worker on its shard of the training images, and only the chief writes the
+run folder (the other workers read its backup to resume).
 """
 
 import dataclasses
@@ -33,9 +39,13 @@ from keras_regseg.methods.registry import prepare_method
 from keras_regseg.models import build_model
 from keras_regseg.training import callbacks as cb
 from keras_regseg.training.config import TrainConfig
+from keras_regseg.training.custom_loop import WorkerBackup, check_same_everywhere, fit_distributed
 from keras_regseg.training.data_setup import build_training_data
+from keras_regseg.training.distribute import (ShardSource, is_chief, make_strategy, worker_count,
+                                              worker_index)
 from keras_regseg.training.evaluation import evaluate_run
 from keras_regseg.training.potts_logging import PottsEnergyCallback
+from keras_regseg.training.precision import with_config_precision
 from keras_regseg.utils.files import atomic_write, write_json
 
 
@@ -60,6 +70,7 @@ def set_seeds(seed, deterministic):
         tf.config.experimental.enable_op_determinism()
 
 
+@with_config_precision  # training.mixed_precision: set before any network is built, then restored
 def train(config, data=None, verbose=None, callbacks=()):
     """Train as ``config`` says; resume if its output folder holds an unfinished run.
 
@@ -76,28 +87,39 @@ def train(config, data=None, verbose=None, callbacks=()):
             f"training.steps_per_epoch = {config.training.steps_per_epoch}; choose values whose "
             "ratio is the number of epochs.")
     output = config.output or default_output(config)
-    os.makedirs(output, exist_ok=True)
+    # First TensorFlow work of the run: a multi-worker strategy sets up its collectives here.
+    strategy = make_strategy(config.training.distribute)
+    if is_chief(strategy):
+        os.makedirs(output, exist_ok=True)
     set_seeds(config.training.seed, config.training.deterministic)
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
+    verbose = verbose if is_chief(strategy) else 0
     data = data or build_training_data(config.data)
-    network = initial_network(config, data, output, verbose)
-    return run_phase(config, network, data, output, verbose, extra_callbacks=callbacks)
+    network = initial_network(config, data, output, verbose, strategy)
+    return run_phase(config, network, data, output, verbose, extra_callbacks=callbacks,
+                     strategy=strategy)
 
 
-def initial_network(config, data, output, verbose):
+def initial_network(config, data, output, verbose, strategy=None):
     """A fresh network, one loaded from ``init_from``, or the result of a pCE pretraining phase."""
     training = config.training
+    strategy = strategy or tf.distribute.get_strategy()
     if training.init_from:
-        network = keras.saving.load_model(training.init_from, compile=False)
+        with strategy.scope():
+            network = keras.saving.load_model(training.init_from, compile=False)
         check_network_fits(network, data, training.init_from)
         return network
-    network = build_model(config.model.name, num_classes=data.num_classes,
-                          input_channels=data.channels, **config.model.options)
+    with strategy.scope():
+        network = build_model(config.model.name, num_classes=data.num_classes,
+                              input_channels=data.channels, **config.model.options)
     if training.pretrain_iterations and config.method not in ("pce", "full"):
         pretrain_dir = os.path.join(output, "pretrain")
         finished = os.path.join(pretrain_dir, "model.keras")
+        check_same_everywhere(strategy, os.path.exists(finished), f"whether {finished} exists",
+                              hint="the run folder must be the same folder on every host")
         if os.path.exists(finished):
-            return keras.saving.load_model(finished, compile=False)
+            with strategy.scope():
+                return keras.saving.load_model(finished, compile=False)
         steps = min(training.steps_per_epoch, training.pretrain_iterations)
         pretrain = config.override(**{
             "method": "pce", "output": pretrain_dir,
@@ -106,7 +128,8 @@ def initial_network(config, data, output, verbose):
         if verbose:
             print(f"Phase 1: pCE pretraining for {training.pretrain_iterations} iterations "
                   f"in {pretrain_dir}", flush=True)
-        network = run_phase(pretrain, network, data, pretrain_dir, verbose).network
+        network = run_phase(pretrain, network, data, pretrain_dir, verbose,
+                            strategy=strategy).network
         if verbose:
             print(f"Phase 2: {config.method} from the pretrained network", flush=True)
     return network
@@ -121,25 +144,38 @@ def check_network_fits(network, data, path):
             f"classes; the data has {data.channels} channel(s) and {data.num_classes} classes.")
 
 
-def run_phase(config, network, data, output, verbose, extra_callbacks=()):
-    """Fit one method on ``network``; write the run folder; return a :class:`TrainResult`."""
-    started = time.time()
-    os.makedirs(output, exist_ok=True)
-    with open(os.path.join(output, "config.yaml"), "w", encoding="utf-8") as f:
-        yaml.safe_dump(config.to_dict(), f, sort_keys=False)
-    setup = prepare_method(config, network, data)
-    steps, epochs = config.training.steps_per_epoch, config.epochs
-    from keras_regseg.training.optimizer import build_optimizer
+def run_phase(config, network, data, output, verbose, extra_callbacks=(), strategy=None):
+    """Fit one method on ``network``; write the run folder; return a :class:`TrainResult`.
 
-    setup.model.compile(optimizer=build_optimizer(config.optimizer, config.training.iterations),
-                        loss=setup.loss, jit_compile=False)
-    backup = cb.ResumableBackup(os.path.join(output, "backup"))
+    Under a multi-worker strategy only the chief writes the run folder and
+    returns the final metrics; the other workers return empty ``metrics``.
+    """
+    started = time.time()
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = is_chief(strategy)
+    if chief:
+        os.makedirs(output, exist_ok=True)
+        with open(os.path.join(output, "config.yaml"), "w", encoding="utf-8") as f:
+            yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+    multiworker = config.training.distribute == "multiworker"
+    batch_size, worker_data = worker_batch_and_data(config, data, strategy)
+    with strategy.scope():
+        setup = prepare_method(config, network, worker_data)
+        from keras_regseg.training.optimizer import build_optimizer
+
+        setup.model.compile(optimizer=build_optimizer(config.optimizer, config.training.iterations),
+                            loss=setup.loss, jit_compile=False)
+    steps, epochs = config.training.steps_per_epoch, config.epochs
+    backup_dir = os.path.join(output, "backup")
+    backup = (cb.ResumableBackup(backup_dir, states=setup.callbacks) if chief
+              else WorkerBackup(backup_dir))
+    samples_per_step = config.training.batch_size // worker_count(strategy)
     train_dataset = make_training_dataset(
-        data.train, batch_size=config.training.batch_size,
+        worker_data.train, batch_size=batch_size,
         crop_size=config.data.crop_size, augmentation=augmentation_for(config.data),
         seed=config.training.seed, target=setup.target, proposals=setup.proposals,
         # A resumed run continues the data stream where the interrupted one stopped.
-        skip_samples=backup.completed_epochs() * steps * config.training.batch_size)
+        skip_samples=backup.completed_epochs() * steps * samples_per_step)
 
     if not setup.model.built:
         # BackupAndRestore needs a built model (a wrapper around the network is built lazily).
@@ -147,31 +183,47 @@ def run_phase(config, network, data, output, verbose, extra_callbacks=()):
         setup.model(images[:1])
     predict = make_predict_fn(network, batch_size=32)
     metrics_path = os.path.join(output, "metrics.json")
-    history = cb.MetricsHistory(metrics_path, {"config": config.to_dict()},
-                                history=_previous_history(metrics_path, output))
+    evaluating, writing = [], []  # the chief's callbacks: the other workers write nothing
+    if chief:
+        history = cb.MetricsHistory(metrics_path, {"config": config.to_dict()},
+                                    history=_previous_history(metrics_path, output))
+        evaluating = [
+            cb.ValidationCallback(lambda _: evaluate_run(predict, data, quick=True),
+                                  every=config.training.validate_every),
+            PottsEnergyCallback(predict, data.train, data.validation,
+                                every=config.training.validate_every),
+        ]
+        writing = [
+            history,
+            cb.TrainingCurvesCallback(os.path.join(output, "training_curves.png"), history),
+            cb.PredictionGridCallback(os.path.join(output, "validation_grid.png"),
+                                      grid_samples(data.validation,
+                                                   config.training.num_grid_images),
+                                      predict, data.num_classes,
+                                      every=config.training.validate_every,
+                                      log_dir=os.path.join(output, "logs", "images"),
+                                      extra_maps=setup.extra_maps),
+            cb.AtomicModelCheckpoint(os.path.join(output, "checkpoints", "last.keras"), network),
+            keras.callbacks.TensorBoard(os.path.join(output, "logs"), write_graph=False),
+        ]
     callbacks = [
-        cb.ValidationCallback(lambda _: evaluate_run(predict, data, quick=True),
-                              every=config.training.validate_every),
-        PottsEnergyCallback(predict, data.train, data.validation,
-                            every=config.training.validate_every),
+        *evaluating,
         # Method callbacks may add to the logs (stage-A energy): before the history and TensorBoard.
         *setup.callbacks,
-        keras.callbacks.TerminateOnNaN(),
-        history,
-        cb.TrainingCurvesCallback(os.path.join(output, "training_curves.png"), history),
-        cb.PredictionGridCallback(os.path.join(output, "validation_grid.png"),
-                                  grid_samples(data.validation, config.training.num_grid_images),
-                                  predict, data.num_classes, every=config.training.validate_every,
-                                  log_dir=os.path.join(output, "logs", "images"),
-                                  extra_maps=setup.extra_maps),
-        cb.AtomicModelCheckpoint(os.path.join(output, "checkpoints", "last.keras"), network),
-        keras.callbacks.TensorBoard(os.path.join(output, "logs"), write_graph=False),
+        cb.StopOnNonFinite(),  # raises: no callback below saves the NaN epoch
+        *writing,
         *extra_callbacks,
         # Last, so that a resumed run never skips the history, plots and checkpoint of an epoch.
         backup,
     ]
-    setup.model.fit(train_dataset, epochs=epochs, steps_per_epoch=steps, shuffle=False,
-                    callbacks=callbacks, verbose=verbose)
+    if multiworker:  # Keras 3's fit fails under MultiWorkerMirroredStrategy (custom_loop)
+        fit_distributed(setup.model, train_dataset, epochs=epochs, steps_per_epoch=steps,
+                        callbacks=callbacks, verbose=verbose, strategy=strategy)
+    else:
+        setup.model.fit(train_dataset, epochs=epochs, steps_per_epoch=steps, shuffle=False,
+                        callbacks=callbacks, verbose=verbose)
+    if not chief:
+        return TrainResult(output=output, network=network, metrics={})
     final = evaluate_run(predict, data, quick=False)
     final["wall_s"] = time.time() - started
     history.write(final=final)
@@ -180,6 +232,27 @@ def run_phase(config, network, data, output, verbose, extra_callbacks=()):
     if verbose:
         print(summary_line(config, final, output), flush=True)
     return TrainResult(output=output, network=network, metrics=final)
+
+
+def worker_batch_and_data(config, data, strategy):
+    """``(batch size of the pipeline, TrainingData)`` of this process.
+
+    ``model.fit`` splits the global batch over the replicas itself; the
+    multi-worker loop wants per-replica batches of this worker's shard of the
+    training images (the shards of all workers cover them once; stage A of the
+    trust region then solves this shard only).
+    """
+    if config.training.distribute != "multiworker":
+        return config.training.batch_size, data
+    replicas, global_batch = strategy.num_replicas_in_sync, config.training.batch_size
+    if global_batch % replicas:
+        raise ValueError(f"training.batch_size = {global_batch} is the global batch; with "
+                         f"{replicas} replicas in the cluster it must be a multiple of {replicas}.")
+    workers = worker_count(strategy)
+    if workers > 1:
+        data = dataclasses.replace(data, train=ShardSource(data.train, workers,
+                                                           worker_index(strategy)))
+    return global_batch // replicas, data
 
 
 def augmentation_for(data_config):

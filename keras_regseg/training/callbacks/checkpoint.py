@@ -40,17 +40,34 @@ class ResumableBackup(keras.callbacks.Callback):
         backup/epoch-0003.weights.h5   model and optimizer variables
         backup/epoch-0003.seeds.npz    seed-generator states (dropout masks), which
                                        Model.save_weights leaves out
-        backup/state.json              {"epoch": 3, "weights": ..., "seeds": ...}
+        backup/state.json              {"epoch": 3, "weights": ..., "seeds": ...,
+                                        "states": {...}}
 
     ``state.json`` is replaced last and only ever names complete files; the
     files of older epochs are deleted after it. The trainer removes the folder
     once the final model is saved.
+
+    ``states``: objects with more state than their variables (such as the
+    trust region's :class:`~keras_regseg.methods.trust_region_stage_a.StageA`);
+    others in the list are ignored. Each has a ``state_key``,
+    ``resumable_state(backup_dir) -> dict`` (JSON; it may write files into
+    ``backup_dir``, atomically, and name them in the dict's ``"files"``, which
+    are then kept) and ``restore_resumable_state(backup_dir, state)``, called
+    in ``on_train_begin`` of a resumed run, before its first epoch starts.
+    Optimizer variables (the step counter the learning-rate schedule reads
+    included) are in the weights file. ADM and CCNN keep nothing else between
+    steps: ADM's latent labelings and CCNN's dual are solved afresh for every
+    batch, and their metric trackers restart each epoch.
     """
 
-    def __init__(self, backup_dir):
+    def __init__(self, backup_dir, states=()):
         super().__init__()
         self.backup_dir = backup_dir
         self.state_path = os.path.join(backup_dir, "state.json")
+        self.states = [s for s in states if hasattr(s, "resumable_state")]
+        keys = [s.state_key for s in self.states]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"the resumable states have the same state_key: {keys}.")
 
     def completed_epochs(self):
         """Number of epochs the backup holds (0 without a backup)."""
@@ -75,6 +92,10 @@ class ResumableBackup(keras.callbacks.Callback):
         with np.load(os.path.join(self.backup_dir, state["seeds"])) as seeds:
             for index, variable in enumerate(seed_states(self.model)):
                 variable.assign(seeds[str(index)])
+        saved = state.get("states", {})
+        for holder in self.states:
+            if holder.state_key in saved:
+                holder.restore_resumable_state(self.backup_dir, saved[holder.state_key])
         # How keras.callbacks.BackupAndRestore makes fit start at the next epoch.
         self.model._initial_epoch = state["epoch"]
 
@@ -90,9 +111,13 @@ class ResumableBackup(keras.callbacks.Callback):
         atomic_write(os.path.join(self.backup_dir, weights), self.model.save_weights,
                      suffix=".weights.h5")
         atomic_write(os.path.join(self.backup_dir, seeds), lambda tmp: np.savez(tmp, **states))
-        write_json(self.state_path, {"epoch": epoch + 1, "weights": weights, "seeds": seeds})
+        extra = {holder.state_key: holder.resumable_state(self.backup_dir)
+                 for holder in self.states}
+        write_json(self.state_path, {"epoch": epoch + 1, "weights": weights, "seeds": seeds,
+                                     "states": extra})
+        keep = {weights, seeds, "state.json", *(n for s in extra.values() for n in s["files"])}
         for name in os.listdir(self.backup_dir):  # older epochs, temporary files of killed runs
-            if name not in (weights, seeds, "state.json"):
+            if name not in keep:
                 os.remove(os.path.join(self.backup_dir, name))
 
 
