@@ -11,6 +11,7 @@ type. (The solver front end has its own property tests, test_solver_properties.p
 import io
 import json
 import os
+import re
 import struct
 import zlib
 
@@ -18,6 +19,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -544,3 +546,14 @@ def test_real_pngs_decode_to_their_values_and_truncated_ones_are_refused(scratch
         assert (tf_labels is None) == ambiguous   # only shared palette colours are refused
     # Any cut inside the file: decoded (when only the end marker is lost) or refused.
     check_decoders_on(data[:8 + int(cut * (len(data) - 9))], scratch)
+
+
+def test_the_command_line_reports_a_non_finite_loss_in_one_line(tmp_path, capsys):
+    from keras_regseg.cli.train import main
+
+    config = tiny_config(tmp_path, iterations=4).override(**{"optimizer.learning_rate": 1e30})
+    path = tmp_path / "nan.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    assert main(["--config", str(path)]) == 1
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.match(r"error: loss = (nan|inf) at epoch 1, batch \d of 2", message), message

@@ -106,9 +106,14 @@ def main(argv=None):
     if args.tune:
         tune(config, trials=trials, tuner=tuner)
         return 0
+    from keras_regseg.training.callbacks import NonFiniteLossError
     from keras_regseg.training.trainer import train  # TensorFlow loads only after the flags are valid
 
-    train(config)
+    try:
+        train(config)
+    except NonFiniteLossError as error:   # the message names the step and what was kept
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
