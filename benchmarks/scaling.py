@@ -24,13 +24,12 @@ the same ratios are the cost of the all-reduce per step.
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import time
 
 import common
+from step_timer import StepTimer
 
 import keras
 import numpy as np
@@ -41,40 +40,14 @@ from keras_regseg.data.pipeline import make_training_dataset
 from keras_regseg.losses import PartialCrossEntropy
 from keras_regseg.models import build_model
 from keras_regseg.training.custom_loop import fit_distributed
-from keras_regseg.training.distribute import (ShardSource, is_chief, make_strategy, worker_count,
-                                              worker_index)
+from keras_regseg.training.distribute import (ShardSource, free_loopback_ports, is_chief,
+                                              make_strategy, worker_count, worker_index)
 
 CONFIGURATIONS = (("1_replica", 1, 1), ("2_replicas", 2, 1), ("1_worker", 1, 1),
                   ("2_workers", 2, 2))
 """``(name, replicas, worker processes)``."""
 
 CLASSES = 4
-
-
-class StepTimer(keras.callbacks.Callback):
-    """Wall time of each training batch after the first ``skip`` ones."""
-
-    def __init__(self, skip):
-        super().__init__()
-        self.skip, self.times, self._start = skip, [], None
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if batch >= self.skip:
-            self.times.append(time.perf_counter() - self._start)
-
-
-def free_ports(count):
-    """``count`` TCP ports free on 127.0.0.1 right now."""
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def run_configuration(name, workers, sizes, timeout):
@@ -84,7 +57,7 @@ def run_configuration(name, workers, sizes, timeout):
                "--steps", str(sizes["steps"]), "--skip", str(sizes["skip"])]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("TF_CONFIG", None)
-    addresses = [f"127.0.0.1:{port}" for port in free_ports(workers)]
+    addresses = [f"127.0.0.1:{port}" for port in free_loopback_ports(workers)]
     processes = []
     try:
         for index in range(workers):

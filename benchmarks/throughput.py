@@ -11,9 +11,9 @@ alternation, several rounds, and the median images/s of each is reported.
 """
 
 import statistics
-import time
 
 import common
+from step_timer import StepTimer
 
 import keras
 import numpy as np
@@ -25,21 +25,6 @@ from keras_regseg.losses import PartialCrossEntropy
 from keras_regseg.models import build_model
 
 SIDE, BATCH, CLASSES = 128, 8, 4
-
-
-class StepTimer(keras.callbacks.Callback):
-    """Wall time of each training batch after the first ``skip`` ones."""
-
-    def __init__(self, skip):
-        super().__init__()
-        self.skip, self.times, self._start = skip, [], None
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if batch >= self.skip:
-            self.times.append(time.perf_counter() - self._start)
 
 
 def make_data(count, seed=0):

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -11,8 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_regseg.training.distribute import (ShardSource, is_chief, make_strategy,
-                                              read_tf_config, worker_count, worker_index)
+from keras_regseg.training.distribute import (ShardSource, free_loopback_ports, is_chief,
+                                              make_strategy, read_tf_config, worker_count,
+                                              worker_index)
 
 TINY = {
     "data": {"name": "synthetic", "size": 32, "num_train": 8, "num_val": 2, "augmentation": "none"},
@@ -129,22 +129,12 @@ WORKER_SCRIPT = textwrap.dedent("""
 """)
 
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def run_two_workers(tmp_path, values, tag, crash_worker=None, crash_at=None, timeout=150):
     """Run the worker script as 2 processes of a loopback cluster; returns their
     ``(return codes, reports, weights)``. Both are killed if either outlives ``timeout``."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER_SCRIPT)
-    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    addresses = [f"127.0.0.1:{port}" for port in free_loopback_ports(2)]
     processes = []
     try:
         for index in range(2):
