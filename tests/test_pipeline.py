@@ -362,3 +362,13 @@ def test_image_level_targets_for_ccnn():
     tags_only = next(iter(make_training_dataset(source, batch_size=6, shuffle=False, seed=0,
                                                 target="tags")))[1]
     assert sorted(tags_only) == ["tags"]
+
+
+def test_training_and_eval_datasets_end_without_waiting_for_the_autotune_model():
+    # With tf.data's autotuning model on, deleting an iterator waits up to ~10 s for its
+    # optimization thread: the end of every fit and every validation pass paid it.
+    source = InMemorySource(np.zeros((4, 8, 8, 1), np.float32), np.zeros((4, 8, 8)), num_classes=2)
+    for dataset in (make_training_dataset(source, batch_size=2, seed=0),
+                    make_eval_dataset(source, batch_size=2)):
+        assert dataset.options().autotune.enabled is False
+        assert len(list(dataset.take(2))) == 2

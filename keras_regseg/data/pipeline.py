@@ -42,6 +42,26 @@ SIZE_BIT_THRESHOLD = 0.1
 """A class's size bit is 1 when it covers more than this fraction of the image (CCNN paper)."""
 
 
+def without_autotune_model(dataset):
+    """``dataset`` with tf.data's autotuning model (the optimization thread) turned off.
+
+    With the model on, deleting an iterator waits for the model's optimization
+    thread to finish its current sleep, which doubles up to about 10 s as the
+    iterator lives on: every ``fit`` then took up to 10 s more to return, and
+    every stage-A round 1.5 s more (measured on 2 CPU cores with TensorFlow
+    2.21). ``AUTOTUNE`` parallelism then falls back to the number of cores
+    and prefetch buffers still grow on their own (``legacy_autotune``); the
+    training epoch time was unchanged (11.2 s against 11.2 s per 2 epochs).
+
+    >>> dataset = without_autotune_model(tf.data.Dataset.range(3))
+    >>> dataset.options().autotune.enabled, list(dataset.as_numpy_iterator())
+    (False, [0, 1, 2])
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 def _label_key(target):
     if target not in TARGETS:
         raise ValueError(f"target must be one of {sorted(TARGETS)}; got {target!r}.")
@@ -269,7 +289,7 @@ def make_training_dataset(source, batch_size, crop_size=None, augmentation=None,
     if not image_level:
         dataset = dataset.map(lambda images, labels: (images, _pack(labels, images)),
                               num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return without_autotune_model(dataset.prefetch(tf.data.AUTOTUNE))
 
 
 def _pack(labels, images):
@@ -342,4 +362,4 @@ def make_eval_dataset(source, batch_size=1, target="dense", keep_ids=True, pad_t
         packed = (images, pack_targets(sample[label_key], images))
         return (*packed, sample["id"]) if keep_ids else packed
 
-    return samples.batch(batch_size).map(pack).prefetch(tf.data.AUTOTUNE)
+    return without_autotune_model(samples.batch(batch_size).map(pack).prefetch(tf.data.AUTOTUNE))

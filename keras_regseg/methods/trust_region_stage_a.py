@@ -52,6 +52,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from keras_regseg.data.pipeline import without_autotune_model
 from keras_regseg.data.spec import IGNORE_INDEX
 from keras_regseg.inference import pad_to_multiple
 from keras_regseg.methods import latent_solve
@@ -338,7 +339,7 @@ def proposal_dataset(source, network, batch_size=8, pool=None, **settings):
     batches = samples.batch(batch_size).map(
         lambda b: dict(b, probabilities=probabilities(b["image"])))
     # The prefetch lets the next batch's prediction overlap this batch's solve.
-    return batches.prefetch(1).map(solve_batch).prefetch(1)
+    return without_autotune_model(batches.prefetch(1).map(solve_batch).prefetch(1))
 
 
 def pixel_agreement(proposals, dense_labels, num_classes=254):
@@ -404,6 +405,7 @@ class StageA(keras.callbacks.Callback):
         self.overlap, self.progress, self.pool = bool(overlap), bool(progress), pool
         self.summary = {}
         self.snapshot = NetworkSnapshot(network)
+        self._dataset = None       # the round's pipeline, built (and traced) once
         self._thread = None
         self._schedule = self._running = None
         self._first_round = None   # the store's round number that epoch 0 trains on
@@ -416,8 +418,12 @@ class StageA(keras.callbacks.Callback):
 
     def _solve_round(self):
         started = time.time()
-        dataset = proposal_dataset(self.source, self.snapshot, self.batch_size, self.pool,
-                                   **self.settings)
+        if self._dataset is None:
+            # The snapshot's variables are updated in place (NetworkSnapshot.take), so one
+            # pipeline serves every round; building it anew cost 0.5 s of tracing per round.
+            self._dataset = proposal_dataset(self.source, self.snapshot, self.batch_size,
+                                             self.pool, **self.settings)
+        dataset = self._dataset
         proposals, energies, agree, known = {}, [], 0, 0
         total = -(-len(self.source) // self.batch_size)
         bar = tqdm(total=len(self.source), desc=f"stage A, round {self.store.rounds + 1}",
