@@ -105,7 +105,7 @@ method: trust_region
 data: {{name: synthetic, size: 32, num_train: 8, num_val: 2}}
 model: {{name: unet, options: {{filters: [4, 8], dropout: 0.2}}}}
 training: {{iterations: {2 * TR_EPOCHS}, steps_per_epoch: 2, batch_size: 2, num_grid_images: 1}}
-trust_region: {{every: 2, processes: 1, overlap: true}}
+trust_region: {{every: 1, processes: 1, overlap: true}}   # one pass of 8 images = 2 epochs
 """
 
 

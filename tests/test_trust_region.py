@@ -320,6 +320,38 @@ def test_train_py_trust_region_logs_energies_and_draws_proposals(tmp_path):
     assert "miou" in result.metrics
 
 
+@pytest.mark.parametrize("num_train, steps_per_epoch, shards, want", [
+    (8, 2, 1, 5),       # an epoch is one pass: every 5 epochs
+    (8, 8, 1, 1),       # four passes an epoch: every epoch
+    (40, 1, 1, 50),     # a tenth of a pass an epoch: every 50 epochs
+    (40, 1, 2, 50),     # a worker's shard: still passes over the whole set
+])
+def test_stage_a_every_counts_passes_over_the_training_set(num_train, steps_per_epoch, shards,
+                                                           want):
+    import dataclasses
+
+    from keras_regseg.methods.latent_solve import close_shared_pool
+    from keras_regseg.methods.registry import prepare_method
+    from keras_regseg.training.config import TrainConfig
+    from keras_regseg.training.data_setup import build_training_data
+    from keras_regseg.training.distribute import ShardSource
+
+    config = TrainConfig.from_dict({
+        "method": "trust_region", "data": {"size": 16, "num_train": num_train, "num_val": 2},
+        "training": {"iterations": steps_per_epoch, "steps_per_epoch": steps_per_epoch,
+                     "batch_size": 4},
+        "trust_region": {"every": 5, "processes": 0}})
+    data = build_training_data(config.data)
+    if shards > 1:
+        data = dataclasses.replace(data, train=ShardSource(data.train, shards, 0))
+    try:
+        setup = prepare_method(config, tiny_network(), data)
+    finally:
+        close_shared_pool()   # the setup started the process-wide pool (in-process here)
+    stage_a = next(c for c in setup.callbacks if isinstance(c, StageA))
+    assert stage_a.every == want
+
+
 MIRRORED_SCRIPT = textwrap.dedent("""
     import json, os, sys
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"

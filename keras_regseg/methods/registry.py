@@ -98,8 +98,10 @@ def trust_region_setup(config, network, data):
     """Trust region: stage A as a callback, stage B as a :class:`TrustRegionModel`."""
     from keras_regseg.methods.latent_solve import CloseSolverPool, shared_pool
     from keras_regseg.methods.trust_region import TrustRegionModel
-    from keras_regseg.methods.trust_region_stage_a import (ProposalStore, StageA, grid_proposals,
+    from keras_regseg.methods.trust_region_stage_a import (ProposalStore, StageA,
+                                                           epochs_per_round, grid_proposals,
                                                            solver_weights)
+    from keras_regseg.training.distribute import ShardSource
 
     tr = config.trust_region
     store = ProposalStore()
@@ -109,7 +111,12 @@ def trust_region_setup(config, network, data):
                     max_iterations=tr.max_iterations)
     # Equal-sized training images (synthetic, ACDC) are solved in batches; others one by one.
     batch_size = config.training.batch_size if data.input_size else 1
-    stage_a = StageA(data.train, network, store, every=tr.every, batch_size=batch_size,
+    # Passes over the whole training set at the global batch (a multi-worker run gives this
+    # worker's shard, and batch_size is the global batch).
+    whole_set = data.train.source if isinstance(data.train, ShardSource) else data.train
+    every = epochs_per_round(tr.every, len(whole_set), config.training.batch_size,
+                             config.training.steps_per_epoch)
+    stage_a = StageA(data.train, network, store, every=every, batch_size=batch_size,
                      overlap=tr.overlap, pool=shared_pool(tr.processes), **settings)
 
     def extra_maps(_model, count=config.training.num_grid_images):

@@ -65,7 +65,25 @@ TR_LAMBDA = 0.05
 """The authors' trust-region weight for full scribbles (0.1 for shortened ones)."""
 
 TR_EVERY = 5
-"""Epochs of stage B per stage-A round (M)."""
+"""Passes over the training data of stage B per stage-A round (M, the paper's epochs)."""
+
+
+def epochs_per_round(passes, num_images, batch_size, steps_per_epoch):
+    """Training epochs between stage-A rounds for ``passes`` passes over the training set.
+
+    The paper counts M in passes over the data, and stage A costs one pass of
+    prediction plus one solve per image whatever the epoch length; a training
+    epoch here is ``steps_per_epoch`` batches, which can be a fraction or many
+    passes. Rounded to whole epochs, at least 1.
+
+    >>> epochs_per_round(5, 1512, 8, 200)     # ACDC fold 1: an epoch is about a pass
+    5
+    >>> epochs_per_round(5, 10582, 8, 100)    # VOC: an epoch is 8 % of a pass
+    66
+    >>> epochs_per_round(5, 240, 8, 100)      # synthetic: 3.3 passes an epoch
+    2
+    """
+    return max(1, round(passes * num_images / (batch_size * steps_per_epoch)))
 
 
 def solver_weights(lambda_weight=TR_LAMBDA, potts_weight=TR_POTTS_WEIGHT):

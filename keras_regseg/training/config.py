@@ -165,7 +165,8 @@ class ADMConfig:
 @dataclasses.dataclass
 class TrustRegionConfig:
     """Robust trust region: stage A (graph cut near the prediction) every ``every``
-    epochs, stage B (robust cross-entropy to the proposals) in between.
+    passes over the training data (the paper's M epochs, rounded to whole training
+    epochs), stage B (robust cross-entropy to the proposals) in between.
 
     ``lambda_weight`` is lambda of eq. 16 (0.05 full scribbles, 0.1 shortened)
     per unit of Potts weight, ``potts_weight`` the Potts weight (100) against
