@@ -51,12 +51,22 @@ METHODS = {
     # configs/trust_region_acdc.yaml).
     "adm": {"method": "adm"},
     "trust_region": {"method": "trust_region"},
+    # Trust-region sweeps, one knob each around the authors' values (lambda 0.05, epsilon 0.717
+    # for K = 4, M = 5 passes). The Potts weight needs no row of its own: stage A's solution
+    # depends on lambda alone (solver unary = lambda x potts), the Potts weight only scales it.
+    "tr_every2": {"method": "trust_region", "trust_region.every": 2},
+    "tr_lambda0.025": {"method": "trust_region", "trust_region.lambda_weight": 0.025},
+    "tr_lambda0.1": {"method": "trust_region", "trust_region.lambda_weight": 0.1},
+    "tr_eps0.3": {"method": "trust_region", "trust_region.epsilon": 0.3},
+    "tr_eps0.74": {"method": "trust_region", "trust_region.epsilon": 0.74},
+    "tr_learn_eps": {"method": "trust_region", "trust_region.learn_epsilon": True},
     # Image-level tags only, no scribble seen: trained from scratch like pce and full.
     # Bounds of configs/ccnn_acdc.yaml (the heart covers a few percent of a slice).
     "ccnn_tags": {"method": "ccnn", **CCNN_ACDC},
     "ccnn_size": {"method": "ccnn", **CCNN_ACDC, "ccnn.size_bits": True},
 }
-FINETUNED = {"pce_continued", "grid_gd", "dense_gd", "adm", "trust_region"}
+FINETUNED = {"pce_continued", "grid_gd", "dense_gd", "adm", "trust_region",
+             *(name for name in METHODS if name.startswith("tr_"))}
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
                             "data", "acdc", "ACDC_training_volumes")
 

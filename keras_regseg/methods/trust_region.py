@@ -12,7 +12,11 @@ The error model is either constant or learned: with ``learn_epsilon=True``
 always) fitted by the same gradient steps as the network. Minimizing d_B over
 ``epsilon`` is maximum likelihood of the proposals under the outlier model
 (eq. 20) given the predictions: ``epsilon`` grows where the network disagrees
-with the proposals and shrinks where it agrees.
+with the proposals and shrinks where it agrees. Since the network is trained on
+those proposals it soon agrees with them: on ACDC (fine-tuning from pCE)
+``epsilon`` fell from 0.717 to 4e-6 within the first epoch, stage B became
+plain cross-entropy to the proposals, and Dice fell (0.68 against 0.80 after
+3 epochs). A constant ``epsilon`` is the default.
 
 Targets ``y`` are ``[seeds, proposals, image]`` (``pack_proposal_targets``);
 ``call`` is the network's.
