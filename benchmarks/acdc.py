@@ -1,194 +1,427 @@
-"""Accuracy on ACDC cardiac MRI with real scribbles (WSL4MIS protocol), one row per method.
+"""Accuracy on ACDC cardiac MRI with real scribbles: methods x scribble lengths x seeds.
 
-Profiles (the budget is written into the JSON and is the same for every method):
-- ``cpu``: fold 1, slices resized to 128x128, batch 8, 2000 iterations, poly lr 0.01.
-- ``paper``: folds 1..5, 256x256, batch 12, 60000 iterations (a GPU job).
+Every *cell* of the experiment is one training run: a scribble length (the
+real scribbles shortened by ``shorten_scribbles`` to a ratio of their length:
+1, 0.3, or 0 = one click per scribble), a method and a seed (network
+initialization and data order). Fine-tuned methods (GD, ADM, trust region,
+the pCE control) start from the pCE network of the same length and seed, so
+the table reads each method's *paired* difference to Grid-GD over seeds, not
+only two means.
 
-Regularized methods (``gd``, ``adm``, ``trust_region``) start from the pCE
-network of the same fold and budget (pCE pretraining shared), then train for
-the same number of iterations again. Finished runs are reused: each method's
-run folder is kept under ``--runs`` and a method with a finished run is read
-back, not retrained (``--fresh`` retrains).
+Profiles (the budget is written into the JSON and is the same for every cell):
+- ``cpu``: fold 1, slices resized to 128x128, batch 8, 2000 iterations, poly lr 0.01
+  (fine-tuned methods: 2000 more from the pCE network).
+- ``paper``: 256x256, batch 12, 60000 iterations (a GPU job); ``--fold`` picks one of 1..5.
 
-    python benchmarks/acdc.py --profile cpu [--methods pce,full] [--quick] [--json PATH]
+The grid is many CPU-hours: finished cells are reused (their run folders under
+``--runs``), an interrupted cell resumes from its last epoch, ``--status``
+lists what is done and missing, ``--ratios``/``--methods``/``--seeds`` limit
+a run to some cells, and ``--jobs N`` trains N cells at once, each on its
+share of the cores (on 2 cores two one-thread runs train 1.55x the images
+per second of one two-thread run). Each cell is a plain ``train.py`` run of
+the ``config.yaml`` written in its folder.
+
+    python benchmarks/acdc.py --status
+    python benchmarks/acdc.py --jobs 2 --json benchmarks/results/acdc_cpu.json
+    python benchmarks/acdc.py --ratios 0 --methods pce,grid_gd --seeds 0,1
+    python benchmarks/acdc.py --no-train --json benchmarks/results/acdc_cpu.json   # table only
 """
 
 import json
 import os
+import statistics
+import subprocess
+import sys
 import time
 
 import common
 
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+CONFIGS = os.path.join(ROOT, "configs")
+DEFAULT_DATA = os.path.join(ROOT, "..", "shared", "data", "acdc", "ACDC_training_volumes")
+
 PROFILES = {
-    "cpu": dict(folds=[1], size=128, batch=8, iterations=2000, steps_per_epoch=200,
-                learning_rate=0.01),
-    "paper": dict(folds=[1, 2, 3, 4, 5], size=256, batch=12, iterations=60000,
-                  steps_per_epoch=2000, learning_rate=0.01),
+    "cpu": dict(fold=1, size=128, batch=8, iterations=2000, steps_per_epoch=200,
+                learning_rate=0.01, validate_every=5),
+    "paper": dict(fold=1, size=256, batch=12, iterations=60000,
+                  steps_per_epoch=2000, learning_rate=0.01, validate_every=5),
 }
-QUICK = dict(iterations=20, steps_per_epoch=10)
-CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
+QUICK = dict(iterations=10, steps_per_epoch=5, validate_every=1)
+RATIOS = ("1", "0.3", "0")
 
 
-def section_overrides(config_file, section):
+def section_overrides(config_file, section, skip=()):
     """``{"section.key": value}`` of one section of a file in ``configs/``."""
     import yaml
 
     with open(os.path.join(CONFIGS, config_file), encoding="utf-8") as f:
         values = yaml.safe_load(f)[section]
-    return {f"{section}.{key}": value for key, value in values.items() if key != "size_bits"}
+    return {f"{section}.{key}": value for key, value in values.items() if key not in skip}
 
 
-CCNN_ACDC = section_overrides("ccnn_acdc.yaml", "ccnn")
-# Method name in the table -> overrides of the training config.
+CCNN_ACDC = section_overrides("ccnn_acdc.yaml", "ccnn", skip=("size_bits",))
 METHODS = {
     "pce": {"method": "pce"},
     # Control for the fine-tuned rows: pCE alone for the same second-phase budget.
     "pce_continued": {"method": "pce"},
+    # The upper bound: WSL4MIS's 0.5 * (CE + Dice) on dense masks (and CE alone, its old row).
     "full": {"method": "full"},
+    "full_ce": {"method": "full", "full.loss": "ce"},
     "grid_gd": {"method": "gd", "gd.regularizer": "grid", "gd.weight": 1.0},
     "dense_gd": {"method": "gd", "gd.regularizer": "dense"},
-    # Discrete solvers in the loop, the authors' weights (configs/adm_acdc.yaml,
-    # configs/trust_region_acdc.yaml).
+    # Discrete solvers in the loop (configs/adm_acdc.yaml, configs/trust_region_acdc.yaml).
     "adm": {"method": "adm"},
     "trust_region": {"method": "trust_region"},
-    # Trust-region sweeps, one knob each around the authors' values (lambda 0.05, epsilon 0.717
-    # for K = 4, M = 5 passes). The Potts weight needs no row of its own: stage A's solution
-    # depends on lambda alone (solver unary = lambda x potts), the Potts weight only scales it.
-    "tr_every2": {"method": "trust_region", "trust_region.every": 2},
-    "tr_lambda0.025": {"method": "trust_region", "trust_region.lambda_weight": 0.025},
-    "tr_lambda0.1": {"method": "trust_region", "trust_region.lambda_weight": 0.1},
-    "tr_eps0.3": {"method": "trust_region", "trust_region.epsilon": 0.3},
-    "tr_eps0.74": {"method": "trust_region", "trust_region.epsilon": 0.74},
-    "tr_learn_eps": {"method": "trust_region", "trust_region.learn_epsilon": True},
-    # Image-level tags only, no scribble seen: trained from scratch like pce and full.
-    # Bounds of configs/ccnn_acdc.yaml (the heart covers a few percent of a slice).
+    # Image-level tags only, from scratch (bounds of configs/ccnn_acdc.yaml).
     "ccnn_tags": {"method": "ccnn", **CCNN_ACDC},
     "ccnn_size": {"method": "ccnn", **CCNN_ACDC, "ccnn.size_bits": True},
 }
-FINETUNED = {"pce_continued", "grid_gd", "dense_gd", "adm", "trust_region",
-             *(name for name in METHODS if name.startswith("tr_"))}
-DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
-                            "data", "acdc", "ACDC_training_volumes")
+FINETUNED = {"pce_continued", "grid_gd", "dense_gd", "adm", "trust_region"}
+DENSE = {"full", "full_ce"}
+"""Methods trained on dense masks: the scribble length does not apply, they appear under "1"."""
+SOLVER_METHODS = {"adm": "adm.processes", "trust_region": "trust_region.processes"}
+
+PLAN = {
+    "1": {"pce": 3, "full": 3, "grid_gd": 3, "trust_region": 3,
+          "pce_continued": 2, "dense_gd": 2, "adm": 2},
+    "0.3": {"pce": 2, "grid_gd": 2, "dense_gd": 2, "trust_region": 2},
+    "0": {"pce": 2, "grid_gd": 2, "dense_gd": 2, "trust_region": 2},
+}
+"""Seeds per cell of the experiment (issue 12): more where the comparison matters most."""
+QUICK_PLAN = {"1": {"pce": 2, "grid_gd": 2}, "0": {"pce": 2, "grid_gd": 2}}
+REFERENCE = "grid_gd"
+"""Paired differences are taken against this method, seed by seed."""
+
+
+class Cell:
+    """One training run of the grid: ``(ratio, method, seed)``."""
+
+    def __init__(self, ratio, method, seed):
+        self.ratio, self.method, self.seed = ratio, method, int(seed)
+
+    @property
+    def key(self):
+        return f"{self.ratio}:{self.method}:{self.seed}"
+
+    def folder(self, runs):
+        if self.method in DENSE:
+            return os.path.join(runs, self.method, f"seed{self.seed}")
+        return os.path.join(runs, f"ratio{self.ratio}", self.method, f"seed{self.seed}")
+
+    def dependency(self):
+        """The pCE cell this one starts from, or ``None``."""
+        return Cell(self.ratio, "pce", self.seed) if self.method in FINETUNED else None
+
+    def __repr__(self):
+        return self.key
+
+
+def planned_cells(args):
+    """The cells asked for: the plan, limited by ``--ratios``, ``--methods`` and ``--seeds``."""
+    plan = QUICK_PLAN if args.quick else PLAN
+    ratios = args.ratios.split(",") if args.ratios else list(plan)
+    methods = args.methods.split(",") if args.methods else None
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    cells = []
+    for ratio in ratios:
+        if ratio not in RATIOS:
+            raise SystemExit(f"error: --ratios: {ratio!r} is not among {', '.join(RATIOS)}")
+        wanted = plan.get(ratio, {}) if methods is None else {m: 1 for m in methods}
+        for method, count in wanted.items():
+            if method not in METHODS:
+                raise SystemExit(f"error: --methods: unknown method {method!r}; "
+                                 f"expected among {', '.join(METHODS)}")
+            if method in DENSE and ratio != "1":
+                continue
+            default = plan.get(ratio, {}).get(method, count)
+            for seed in (seeds if seeds is not None else range(default)):
+                cells.append(Cell(ratio, method, seed))
+    return cells
 
 
 def budget_of(args):
     budget = dict(PROFILES[args.profile])
     if args.quick:
         budget.update(QUICK)
+    if args.fold is not None:
+        budget["fold"] = args.fold
     return budget
 
 
-def method_config(name, budget, fold, data_path, runs, init_from=None):
+def cell_config(cell, budget, args, threads):
+    """The ``TrainConfig`` of one cell (written to its folder as ``config.yaml``)."""
     from keras_regseg.training.config import TrainConfig
 
     config = TrainConfig.from_yaml(os.path.join(CONFIGS, "pce_acdc.yaml"))
+    dependency = cell.dependency()
     overrides = {
-        "output": os.path.join(runs, f"fold{fold}", name),
-        "data.path": data_path, "data.fold": fold, "data.size": budget["size"],
+        "output": cell.folder(args.runs),
+        "data.path": os.path.abspath(args.data_path), "data.fold": budget["fold"],
+        "data.size": budget["size"], "data.scribble_ratio": float(cell.ratio),
         "training.iterations": budget["iterations"],
         "training.steps_per_epoch": budget["steps_per_epoch"],
-        "training.batch_size": budget["batch"],
+        "training.batch_size": budget["batch"], "training.seed": cell.seed,
+        "training.validate_every": budget["validate_every"],
         "optimizer.learning_rate": budget["learning_rate"],
-        "training.init_from": init_from,
+        "training.init_from": (os.path.join(dependency.folder(args.runs), "model.keras")
+                               if dependency else None),
     }
-    overrides.update(METHODS[name])
-    return config.override(source=f"benchmarks/acdc.py ({name})", **overrides)
+    overrides.update(METHODS[cell.method])
+    if cell.method in SOLVER_METHODS:
+        # One solver worker per core left to this cell; none: solve in the training process.
+        overrides[SOLVER_METHODS[cell.method]] = max(threads - 1, 0)
+    return config.override(source=f"benchmarks/acdc.py ({cell.key})", **overrides)
 
 
-def finished_metrics(output):
-    path = os.path.join(output, "metrics.json")
-    if not os.path.exists(os.path.join(output, "model.keras")) or not os.path.exists(path):
+def finished_metrics(folder):
+    """The final metrics of a finished run folder, or ``None``."""
+    path = os.path.join(folder, "metrics.json")
+    if not (os.path.exists(os.path.join(folder, "model.keras")) and os.path.exists(path)):
         return None
     with open(path, encoding="utf-8") as f:
         return json.load(f).get("final")
 
 
-def run_method(name, budget, fold, args, data):
-    from keras_regseg.training.trainer import train
-
-    init_from = None
-    if name in FINETUNED:
-        pce_dir = os.path.join(args.runs, f"fold{fold}", "pce")
-        run_method("pce", budget, fold, args, data)
-        init_from = os.path.join(pce_dir, "model.keras")
-    config = method_config(name, budget, fold, args.data_path, args.runs, init_from)
-    metrics = None if args.fresh else finished_metrics(config.output)
-    if metrics is None:
-        print(f"== training {name} (fold {fold}) in {config.output}", flush=True)
-        metrics = train(config, data=data, verbose=2).metrics
-    if "potts_energy" not in metrics:   # runs finished before the energy was logged
-        metrics["potts_energy"] = saved_model_energy(config.output, data)
-    return metrics
+def started(folder):
+    return os.path.isdir(os.path.join(folder, "backup"))
 
 
-def saved_model_energy(output, data):
-    """Mean per-pixel Potts energy of a finished run's network on the test slices."""
-    import keras
+def print_status(cells, runs):
+    rows = []
+    for cell in cells:
+        metrics = finished_metrics(cell.folder(runs))
+        state = ("done" if metrics else "interrupted" if started(cell.folder(runs))
+                 else "missing")
+        dice = metrics.get("mean_dice") if metrics else None
+        rows.append([cell.ratio, cell.method, cell.seed, state, "-" if dice is None else dice])
+    common.print_table(["ratio", "method", "seed", "state", "mean_dice"], rows)
+    counts = {s: sum(r[3] == s for r in rows) for s in ("done", "interrupted", "missing")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items()))
 
-    from keras_regseg.inference import make_predict_fn
-    from keras_regseg.training.evaluation import mean_potts_energy
 
-    network = keras.saving.load_model(os.path.join(output, "model.keras"), compile=False)
-    return mean_potts_energy(make_predict_fn(network, batch_size=32), data.validation)
+def launch(cell, budget, args, threads):
+    """Start ``train.py`` for ``cell`` in a subprocess limited to ``threads`` cores."""
+    import yaml
+
+    config = cell_config(cell, budget, args, threads)
+    os.makedirs(config.output, exist_ok=True)
+    config_path = os.path.join(config.output, "cell.yaml")
+    with open(config_path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+    env = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(threads),
+               TF_NUM_INTEROP_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    log = open(os.path.join(config.output, "train.log"), "a", encoding="utf-8")
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"),
+                                "--config", config_path], cwd=ROOT, env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    process.log = log
+    return process
 
 
-def row_of(metrics):
-    names = {"rv": "dice_per_class/RV", "myo": "dice_per_class/Myo", "lv": "dice_per_class/LV"}
+def run_cells(cells, budget, args):
+    """Train every unfinished cell, ``args.jobs`` at a time, pCE before what starts from it."""
+    pending = [c for c in cells if not finished_metrics(c.folder(args.runs))]
+    keys = {c.key for c in pending}
+    for cell in list(pending):   # a fine-tuned cell needs its pCE network
+        dependency = cell.dependency()
+        if (dependency and dependency.key not in keys
+                and not finished_metrics(dependency.folder(args.runs))):
+            pending.insert(0, dependency)
+            keys.add(dependency.key)
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    running, failed = {}, []
+    total, done = len(pending), 0
+    while pending or running:
+        for cell in [c for c in pending if len(running) < args.jobs]:
+            dependency = cell.dependency()
+            if dependency and not finished_metrics(dependency.folder(args.runs)):
+                if dependency.key in {c.key for c in failed}:
+                    pending.remove(cell)
+                    failed.append(cell)
+                continue
+            if len(running) >= args.jobs:
+                break
+            pending.remove(cell)
+            running[cell.key] = (cell, launch(cell, budget, args, threads), time.time())
+            print(f"{time.strftime('%H:%M')} started {cell.key} in {cell.folder(args.runs)}",
+                  flush=True)
+        time.sleep(2 if args.quick else 10)
+        for key, (cell, process, start) in list(running.items()):
+            if process.poll() is None:
+                continue
+            process.log.close()
+            del running[key]
+            done += 1
+            metrics = finished_metrics(cell.folder(args.runs))
+            if process.returncode or metrics is None:
+                failed.append(cell)
+                print(f"{time.strftime('%H:%M')} FAILED {key} (exit {process.returncode}); "
+                      f"see {cell.folder(args.runs)}/train.log", flush=True)
+            else:
+                print(f"{time.strftime('%H:%M')} finished {key} [{done}/{total}]: mean Dice "
+                      f"{metrics['mean_dice']:.4f} in {(time.time() - start) / 60:.1f} min",
+                      flush=True)
+    return failed
+
+
+def cell_row(metrics):
     row = {"mean_dice": metrics.get("mean_dice"), "hd95": metrics.get("hd95"),
            "potts_energy": metrics.get("potts_energy"), "wall_s": metrics.get("wall_s")}
-    for short, key in names.items():
-        row[f"dice_{short}"] = metrics.get(key)
+    for short, name in (("rv", "RV"), ("myo", "Myo"), ("lv", "LV")):
+        row[f"dice_{short}"] = metrics.get(f"dice_per_class/{name}")
     return row
 
 
-def mean_rows(rows):
-    keys = rows[0].keys()
-    return {k: (sum(r[k] for r in rows) / len(rows) if all(r[k] is not None for r in rows) else None)
-            for k in keys}
+def mean_sd(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def summarize(cells, runs):
+    """``{ratio: {method: summary}}`` over the finished cells, with paired differences."""
+    finished = {}
+    for cell in cells:
+        metrics = finished_metrics(cell.folder(runs))
+        if metrics:
+            finished.setdefault(cell.ratio, {}).setdefault(cell.method, {})[cell.seed] = \
+                cell_row(metrics)
+    lengths = {}
+    for ratio, methods in finished.items():
+        reference = methods.get(REFERENCE, {})
+        lengths[ratio] = {}
+        for method, by_seed in methods.items():
+            seeds = sorted(by_seed)
+            dice = [by_seed[s]["mean_dice"] for s in seeds]
+            mean, sd = mean_sd(dice)
+            summary = {"mean_dice": mean, "sd_dice": sd, "seeds": seeds, "dice_per_seed": dice}
+            for key in ("dice_rv", "dice_myo", "dice_lv", "hd95", "potts_energy", "wall_s"):
+                summary[key] = mean_sd([by_seed[s][key] for s in seeds])[0]
+            common_seeds = [s for s in seeds if s in reference]
+            differences = [by_seed[s]["mean_dice"] - reference[s]["mean_dice"]
+                           for s in common_seeds]
+            paired_mean, paired_sd = mean_sd(differences)
+            summary["paired_vs_grid_gd"] = {"mean": paired_mean, "sd": paired_sd,
+                                            "seeds": common_seeds}
+            lengths[ratio][method] = summary
+    return lengths
+
+
+def add_dense_rows(lengths):
+    """Full supervision, trained once, is the upper bound at every scribble length."""
+    dense = {m: s for m, s in lengths.get("1", {}).items() if m in DENSE}
+    for ratio, methods in lengths.items():
+        if ratio != "1":
+            for method, summary in dense.items():
+                methods.setdefault(method, dict(summary, paired_vs_grid_gd=None))
+    return lengths
+
+
+def print_lengths(lengths):
+    for ratio in RATIOS:
+        if ratio not in lengths:
+            continue
+        print(f"\nscribble length {ratio}")
+        rows = []
+        for method, s in sorted(lengths[ratio].items(), key=lambda kv: -(kv[1]["mean_dice"] or 0)):
+            paired = s.get("paired_vs_grid_gd") or {}
+            rows.append([method, len(s["seeds"]), _pm(s["mean_dice"], s["sd_dice"]),
+                         _pm(paired.get("mean"), paired.get("sd"), signed=True)
+                         if method != REFERENCE else "-",
+                         "-" if s["hd95"] is None else f"{s['hd95']:.1f}",
+                         "-" if s["potts_energy"] is None else f"{s['potts_energy']:.4f}"])
+        common.print_table(["method", "seeds", "mean Dice", "paired vs grid_gd", "HD95",
+                            "Potts/px"], rows)
+
+
+def _pm(mean, sd, signed=False):
+    if mean is None:
+        return "-"
+    text = f"{mean:+.3f}" if signed else f"{mean:.3f}"
+    return text + ("" if sd is None else f" ± {sd:.3f}")
+
+
+def plot_lengths(lengths, path):
+    """Mean Dice against scribble length, one line per method, error bars = sd over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.4, 4.4))
+    methods = sorted({m for by_method in lengths.values() for m in by_method})
+    for method in methods:
+        points = [(float(r), lengths[r][method]) for r in RATIOS
+                  if r in lengths and method in lengths[r]]
+        if not points:
+            continue
+        xs = [x for x, _ in points]
+        ys = [s["mean_dice"] for _, s in points]
+        errors = [s["sd_dice"] or 0.0 for _, s in points]
+        style = "--" if method in DENSE else "-"
+        axis.errorbar(xs, ys, yerr=errors, marker="o", linestyle=style, capsize=3, label=method)
+    axis.set_xlabel("scribble length (ratio kept; 0 = one click per scribble)")
+    axis.set_ylabel("mean 3D Dice (test volumes)")
+    axis.set_xticks([float(r) for r in RATIOS])
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, ncol=2)
+    axis.set_title("ACDC fold 1: Dice by scribble length (mean ± sd over seeds)")
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    print(f"wrote {path}")
 
 
 def main():
     parser = common.parser(__doc__.split("\n")[0])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
-    parser.add_argument("--methods", default="pce,full",
-                        help=f"comma-separated, among {', '.join(METHODS)}")
+    parser.add_argument("--ratios", help=f"comma-separated scribble lengths among {', '.join(RATIOS)}")
+    parser.add_argument("--methods", help=f"comma-separated, among {', '.join(METHODS)}")
+    parser.add_argument("--seeds", help="comma-separated seeds (default: the plan's count per cell)")
+    parser.add_argument("--jobs", type=int, default=1, help="cells trained at once (default 1)")
+    parser.add_argument("--status", action="store_true", help="list done and missing cells, train nothing")
+    parser.add_argument("--no-train", action="store_true", help="table and JSON of finished cells only")
+    parser.add_argument("--fold", type=int, help="cross-validation fold (default: the profile's, 1)")
     parser.add_argument("--data-path", default=DEFAULT_DATA, help="folder of the ACDC h5 volumes")
-    parser.add_argument("--runs", default=None, help="run folders (default runs/bench_acdc_<profile>)")
-    parser.add_argument("--fresh", action="store_true", help="retrain even if a finished run exists")
+    parser.add_argument("--runs", help="run folders (default runs/bench_acdc_<profile>)")
+    parser.add_argument("--plot", help="where to draw Dice against scribble length "
+                                       "(default: beside --json, acdc_lengths.png)")
     args = parser.parse_args()
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        parser.error(f"unknown method(s) {', '.join(unknown)}; expected among {', '.join(METHODS)}")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     budget = budget_of(args)
-    args.runs = args.runs or os.path.join("runs", f"bench_acdc_{args.profile}" + ("_quick" if args.quick else ""))
-    from keras_regseg.training.config import DataConfig
-    from keras_regseg.training.data_setup import build_training_data
-
-    results = {}
-    for fold in budget["folds"][:1] if args.quick else budget["folds"]:
-        data_config = DataConfig(name="acdc", path=args.data_path, fold=fold, size=budget["size"])
-        started = time.time()
-        data = build_training_data(data_config)
-        print(f"loaded fold {fold} in {time.time() - started:.1f} s: {len(data.train)} training slices, "
-              f"{len(data.volumes)} test volumes", flush=True)
-        for name in methods:
-            results.setdefault(name, []).append(row_of(run_method(name, budget, fold, args, data)))
-
-    table = {name: mean_rows(rows) for name, rows in results.items()}
-    columns = ["mean_dice", "dice_rv", "dice_myo", "dice_lv", "hd95", "potts_energy", "wall_s"]
-    common.print_table(["method"] + columns,
-                       [[name] + ["-" if row[c] is None else row[c] for c in columns]
-                        for name, row in table.items()])
+    args.runs = os.path.abspath(args.runs or os.path.join(
+        "runs", f"bench_acdc_{args.profile}" + ("_quick" if args.quick else ""),
+        f"fold{budget['fold']}"))
+    cells = planned_cells(args)
+    if args.status:
+        print_status(cells, args.runs)
+        return 0
+    failed = [] if args.no_train else run_cells(cells, budget, args)
+    lengths = add_dense_rows(summarize(cells, args.runs))
+    print_lengths(lengths)
+    plot = args.plot or (os.path.join(os.path.dirname(os.path.abspath(args.json)),
+                                      "acdc_lengths.png") if args.json else None)
+    if plot and lengths:
+        plot_lengths(lengths, plot)
+    methods = {m: {k: v for k, v in s.items() if k not in ("seeds", "dice_per_seed",
+                                                            "paired_vs_grid_gd", "sd_dice")}
+               for m, s in lengths.get("1", {}).items()}
     common.write_json(args.json, {
         "profile": args.profile, "quick": args.quick,
         "budget": {"iterations": budget["iterations"], "batch": budget["batch"],
-                   "size": budget["size"], "fold": budget["folds"],
+                   "size": budget["size"], "fold": budget["fold"],
                    "learning_rate": budget["learning_rate"], "schedule": "poly 0.9",
-                   "finetuned_methods_start_from": "pce"},
-        "methods": table,
+                   "finetuned_methods_start_from": "pce of the same scribble length and seed"},
+        "methods": methods,
+        "lengths": lengths,
+        "cells_missing": [c.key for c in cells if not finished_metrics(c.folder(args.runs))],
     })
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

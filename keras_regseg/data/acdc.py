@@ -186,6 +186,57 @@ def zoom_nearest(volume, size):
     return zoomed
 
 
+def _zoom_sources(size_in, size_out):
+    """Boolean ``[size_in]``: the input indices that order-0 zoom copies to some output index."""
+    sources = scipy.ndimage.zoom(np.arange(1, size_in + 1, dtype=np.float64), size_out / size_in,
+                                 order=0).astype(np.intp) - 1
+    kept = np.zeros(size_in, bool)
+    kept[sources[sources >= 0]] = True
+    return kept
+
+
+def _forward_index(size_in, size_out):
+    """``[size_in]``: the output index nearest to each input index under order-0 zoom."""
+    if size_in == 1 or size_out == 1:
+        return np.zeros(size_in, np.intp)
+    scale = (size_out - 1) / (size_in - 1)
+    return np.clip(np.rint(np.arange(size_in) * scale), 0, size_out - 1).astype(np.intp)
+
+
+def zoom_seeds(weak_label, size, ignore_index=IGNORE_INDEX):
+    """Resize a (Z, H, W) seed map like :func:`zoom_nearest`, without losing any scribble.
+
+    Order-0 zoom keeps about one input row and column in every ``H / h``: a long
+    stroke survives as dashes, but a click (one pixel) or a short piece of a
+    shortened scribble often vanishes (at 256 -> 128, about 3 clicks in 4 did
+    on ACDC). Every seed component (8-connected, one class, one slice) with no
+    pixel left gets one: its pixel nearest its centroid, mapped to the output
+    grid. Components with a surviving pixel are left exactly as zoomed.
+
+    >>> seeds = np.full((1, 8, 8), 255, np.int32); seeds[0, 3, 3] = 1     # one click
+    >>> int((zoom_nearest(seeds, (4, 4)) == 1).sum()), int((zoom_seeds(seeds, (4, 4)) == 1).sum())
+    (0, 1)
+    """
+    zoomed = zoom_nearest(weak_label, size)
+    _, height, width = weak_label.shape
+    kept_rows, kept_cols = _zoom_sources(height, size[0]), _zoom_sources(width, size[1])
+    out_rows, out_cols = _forward_index(height, size[0]), _forward_index(width, size[1])
+    structure = np.zeros((3, 3, 3), bool)
+    structure[1] = True          # 8-connectivity inside each slice, never across slices
+    for value in np.unique(weak_label[weak_label != ignore_index]):
+        components, _ = scipy.ndimage.label(weak_label == value, structure)
+        for index, box in enumerate(scipy.ndimage.find_objects(components), start=1):
+            z, y, x = np.nonzero(components[box] == index)
+            z, y, x = z + box[0].start, y + box[1].start, x + box[2].start
+            if (kept_rows[y] & kept_cols[x]).any():
+                continue
+            nearest = np.argmin((y - y.mean()) ** 2 + (x - x.mean()) ** 2)
+            target = (z[nearest], out_rows[y[nearest]], out_cols[x[nearest]])
+            if zoomed[target] == ignore_index:
+                zoomed[target] = value
+    return zoomed
+
+
 def _num_slices(path):
     """Z of a volume, from the h5 metadata (no decompression)."""
     with h5py.File(path, "r") as f:
@@ -242,7 +293,7 @@ class ACDCSlices(SegmentationSource):
             self.images[part, ..., 0] = zoom_nearest(image, self.size)
             if self.scribble_ratio < 1:
                 scribble = shorten_scribbles(scribble_to_labels(scribble), self.scribble_ratio)
-                self.weak_labels[part] = zoom_nearest(scribble, self.size)
+                self.weak_labels[part] = zoom_seeds(scribble, self.size)
             else:
                 # Zoom the stored uint16 first: nearest zoom copies values, so mapping
                 # after it gives the same result on fewer pixels.

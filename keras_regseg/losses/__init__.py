@@ -1,6 +1,8 @@
 """Losses of keras_regseg: each returns per-pixel values from logits.
 
 - :class:`PartialCrossEntropy` (seeds only) and :class:`CrossEntropy` (dense labels);
+- :class:`DiceLoss` (soft multi-class Dice) and :func:`cross_entropy_plus_dice`, WSL4MIS's
+  full-supervision loss;
 - CRF regularizers :class:`GridCRFLoss` (8-neighbourhood Potts, contrast-sensitive) and
   :class:`DenseCRFLoss` (Gaussian kernel through a permutohedral lattice);
 - :class:`WeightedSumLoss` to combine them, e.g. pCE + CRF (the GD method);
@@ -10,6 +12,7 @@
 from keras_regseg.losses.composite import WeightedSumLoss
 from keras_regseg.losses.contrast import grid_edge_weights, grid_edge_weights_np
 from keras_regseg.losses.cross_entropy import CrossEntropy, PartialCrossEntropy
+from keras_regseg.losses.dice import DiceLoss, cross_entropy_plus_dice, soft_dice_loss
 from keras_regseg.losses.dense_crf import DenseCRFLoss, dense_crf_energy
 from keras_regseg.losses.grid_crf import GridCRFLoss, grid_crf_energy
 from keras_regseg.losses.permutohedral import PermutohedralLattice, gaussian_filter_bruteforce

@@ -11,7 +11,8 @@ import typing
 
 import keras
 
-from keras_regseg.losses import CrossEntropy, PartialCrossEntropy, WeightedSumLoss
+from keras_regseg.losses import (CrossEntropy, PartialCrossEntropy, WeightedSumLoss,
+                                  cross_entropy_plus_dice)
 
 
 @dataclasses.dataclass
@@ -64,7 +65,8 @@ def prepare_method(config, network, data=None):
     if method == "pce":
         return MethodSetup(network, PartialCrossEntropy(), "weak")
     if method == "full":
-        return MethodSetup(network, CrossEntropy(), "dense")
+        loss = cross_entropy_plus_dice() if config.full.loss == "ce_dice" else CrossEntropy()
+        return MethodSetup(network, loss, "dense")
     if method == "gd":
         loss = WeightedSumLoss([PartialCrossEntropy(), regularizer_loss(config.gd)],
                                name=f"pce_plus_{config.gd.regularizer}_crf")

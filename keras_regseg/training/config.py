@@ -107,6 +107,14 @@ class TrainingConfig:
 
 
 @dataclasses.dataclass
+class FullConfig:
+    """Full supervision on dense masks: ``loss`` is ``"ce_dice"`` (WSL4MIS's
+    ``0.5 * (CE + Dice)``, the default) or ``"ce"`` (cross-entropy alone)."""
+
+    loss: str = "ce_dice"
+
+
+@dataclasses.dataclass
 class GDConfig:
     """Gradient descent on pCE + a CRF regularizer (``grid`` or ``dense``).
 
@@ -198,6 +206,7 @@ class TrainConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    full: FullConfig = dataclasses.field(default_factory=FullConfig)
     gd: GDConfig = dataclasses.field(default_factory=GDConfig)
     ccnn: CCNNConfig = dataclasses.field(default_factory=CCNNConfig)
     adm: ADMConfig = dataclasses.field(default_factory=ADMConfig)
@@ -245,6 +254,7 @@ class TrainConfig:
         _choice(source, "method", self.method, METHODS)
         _choice(source, "data.name", self.data.name, DATASETS)
         _choice(source, "data.augmentation", self.data.augmentation, ("medical", "natural", "none"))
+        _choice(source, "full.loss", self.full.loss, ("ce_dice", "ce"))
         _choice(source, "gd.regularizer", self.gd.regularizer, ("grid", "dense"))
         _choice(source, "training.distribute", self.training.distribute, DISTRIBUTE)
         _choice(source, "training.mixed_precision", self.training.mixed_precision, PRECISIONS)
