@@ -117,25 +117,33 @@ class Cell:
 
 
 def planned_cells(args):
-    """The cells asked for: the plan, limited by ``--ratios``, ``--methods`` and ``--seeds``."""
+    """The cells asked for: the plan, limited by ``--ratios``, ``--methods`` and ``--seeds``.
+
+    A method outside the plan at some length runs there only with explicit ``--seeds``.
+    Cells come method by method, in the order of ``--methods``.
+    """
     plan = QUICK_PLAN if args.quick else PLAN
     ratios = args.ratios.split(",") if args.ratios else list(plan)
-    methods = args.methods.split(",") if args.methods else None
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    cells = []
     for ratio in ratios:
         if ratio not in RATIOS:
             raise SystemExit(f"error: --ratios: {ratio!r} is not among {', '.join(RATIOS)}")
-        wanted = plan.get(ratio, {}) if methods is None else {m: 1 for m in methods}
-        for method, count in wanted.items():
-            if method not in METHODS:
-                raise SystemExit(f"error: --methods: unknown method {method!r}; "
-                                 f"expected among {', '.join(METHODS)}")
+    methods = (args.methods.split(",") if args.methods
+               else list(dict.fromkeys(m for r in ratios for m in plan.get(r, {}))))
+    for method in methods:
+        if method not in METHODS:
+            raise SystemExit(f"error: --methods: unknown method {method!r}; "
+                             f"expected among {', '.join(METHODS)}")
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    cells = []
+    for method in methods:
+        for ratio in ratios:
             if method in DENSE and ratio != "1":
                 continue
-            default = plan.get(ratio, {}).get(method, count)
-            for seed in (seeds if seeds is not None else range(default)):
-                cells.append(Cell(ratio, method, seed))
+            count = plan.get(ratio, {}).get(method)
+            if seeds is not None:
+                cells.extend(Cell(ratio, method, seed) for seed in seeds)
+            elif count:
+                cells.extend(Cell(ratio, method, seed) for seed in range(count))
     return cells
 
 
