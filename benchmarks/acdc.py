@@ -72,14 +72,25 @@ METHODS = {
     # Discrete solvers in the loop (configs/adm_acdc.yaml, configs/trust_region_acdc.yaml).
     "adm": {"method": "adm"},
     "trust_region": {"method": "trust_region"},
+    "tr_authors": {"method": "trust_region", "trust_region.energy": "authors",
+                   "trust_region.warm_start": True},
     # Image-level tags only, from scratch (bounds of configs/ccnn_acdc.yaml).
     "ccnn_tags": {"method": "ccnn", **CCNN_ACDC},
     "ccnn_size": {"method": "ccnn", **CCNN_ACDC, "ccnn.size_bits": True},
 }
-FINETUNED = {"pce_continued", "grid_gd", "dense_gd", "adm", "trust_region"}
+FINETUNED = {"pce_continued", "grid_gd", "dense_gd", "adm", "trust_region", "tr_authors"}
+BY_LENGTH = {
+    # The trust region as its authors ran it (alpha_expansion.cpp's energy, warm starts):
+    # tr_weight 0.05 and error probability 0.944 (K = 21) for full scribbles, 0.1 and 0.9516
+    # for shortened ones, the error model carried over to K = 4 classes (default_epsilon).
+    "tr_authors": {"1": {"trust_region.lambda_weight": 0.05, "voc_epsilon": 0.944},
+                   "short": {"trust_region.lambda_weight": 0.1, "voc_epsilon": 0.9516}},
+}
+"""Overrides that depend on the scribble length ("1", or "short" for 0.3 and 0)."""
 DENSE = {"full", "full_ce"}
 """Methods trained on dense masks: the scribble length does not apply, they appear under "1"."""
-SOLVER_METHODS = {"adm": "adm.processes", "trust_region": "trust_region.processes"}
+SOLVER_METHODS = {"adm": "adm.processes", "trust_region": "trust_region.processes",
+                  "tr_authors": "trust_region.processes"}
 
 PLAN = {
     "1": {"pce": 3, "full": 3, "grid_gd": 3, "trust_region": 3,
@@ -93,6 +104,50 @@ REFERENCE = "grid_gd"
 """Paired differences are taken against this method, seed by seed."""
 
 
+def parse_variant(name):
+    """``"base[key=value,...]"`` -> ``(base, {dotted key: value})``.
+
+    A variant is a method of :data:`METHODS` with config overrides, e.g.
+    ``trust_region[lambda_weight=0.003]``; a key without a section is in the
+    method's own section (``trust_region.lambda_weight``).
+
+    >>> parse_variant("trust_region[lambda_weight=0.003,every=2]")
+    ('trust_region', {'trust_region.lambda_weight': 0.003, 'trust_region.every': 2})
+    """
+    import yaml
+
+    if "[" not in name:
+        return name, {}
+    if not name.endswith("]"):
+        raise SystemExit(f"error: method variant {name!r}: expected base[key=value,...]")
+    base, body = name[:-1].split("[", 1)
+    section = METHODS.get(base, {}).get("method", base)
+    overrides = {}
+    for item in filter(None, body.split(",")):
+        key, _, value = item.partition("=")
+        if not value:
+            raise SystemExit(f"error: method variant {name!r}: {item!r} is not key=value")
+        key = key.strip() if "." in key else f"{section}.{key.strip()}"
+        overrides[key] = yaml.safe_load(value)
+    return base, overrides
+
+
+def method_overrides(name, ratio):
+    """The config overrides of method (or variant) ``name`` at scribble length ``ratio``."""
+    from keras_regseg.losses.robust_ce import default_epsilon
+
+    base, extra = parse_variant(name)
+    overrides = dict(METHODS[base])
+    by_length = BY_LENGTH.get(base, {}).get("1" if ratio == "1" else "short", {})
+    for key, value in by_length.items():
+        if key == "voc_epsilon":   # the authors' K = 21 value, carried over to ACDC's 4 classes
+            overrides["trust_region.epsilon"] = round(default_epsilon(4, reference=value), 4)
+        else:
+            overrides[key] = value
+    overrides.update(extra)
+    return overrides
+
+
 class Cell:
     """One training run of the grid: ``(ratio, method, seed)``."""
 
@@ -103,14 +158,18 @@ class Cell:
     def key(self):
         return f"{self.ratio}:{self.method}:{self.seed}"
 
+    @property
+    def base(self):
+        return parse_variant(self.method)[0]
+
     def folder(self, runs):
-        if self.method in DENSE:
+        if self.base in DENSE:
             return os.path.join(runs, self.method, f"seed{self.seed}")
         return os.path.join(runs, f"ratio{self.ratio}", self.method, f"seed{self.seed}")
 
     def dependency(self):
         """The pCE cell this one starts from, or ``None``."""
-        return Cell(self.ratio, "pce", self.seed) if self.method in FINETUNED else None
+        return Cell(self.ratio, "pce", self.seed) if self.base in FINETUNED else None
 
     def __repr__(self):
         return self.key
@@ -130,14 +189,14 @@ def planned_cells(args):
     methods = (args.methods.split(",") if args.methods
                else list(dict.fromkeys(m for r in ratios for m in plan.get(r, {}))))
     for method in methods:
-        if method not in METHODS:
+        if parse_variant(method)[0] not in METHODS:
             raise SystemExit(f"error: --methods: unknown method {method!r}; "
-                             f"expected among {', '.join(METHODS)}")
+                             f"expected among {', '.join(METHODS)} (or base[key=value,...])")
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     cells = []
     for method in methods:
         for ratio in ratios:
-            if method in DENSE and ratio != "1":
+            if parse_variant(method)[0] in DENSE and ratio != "1":
                 continue
             count = plan.get(ratio, {}).get(method)
             if seeds is not None:
@@ -174,10 +233,12 @@ def cell_config(cell, budget, args, threads):
         "training.init_from": (os.path.join(dependency.folder(args.runs), "model.keras")
                                if dependency else None),
     }
-    overrides.update(METHODS[cell.method])
-    if cell.method in SOLVER_METHODS:
+    if args.holdout:
+        overrides["data.holdout_patients"] = args.holdout
+    overrides.update(method_overrides(cell.method, cell.ratio))
+    if cell.base in SOLVER_METHODS:
         # One solver worker per core left to this cell; none: solve in the training process.
-        overrides[SOLVER_METHODS[cell.method]] = max(threads - 1, 0)
+        overrides[SOLVER_METHODS[cell.base]] = max(threads - 1, 0)
     return config.override(source=f"benchmarks/acdc.py ({cell.key})", **overrides)
 
 
@@ -319,7 +380,7 @@ def summarize(cells, runs):
 
 def add_dense_rows(lengths):
     """Full supervision, trained once, is the upper bound at every scribble length."""
-    dense = {m: s for m, s in lengths.get("1", {}).items() if m in DENSE}
+    dense = {m: s for m, s in lengths.get("1", {}).items() if parse_variant(m)[0] in DENSE}
     for ratio, methods in lengths.items():
         if ratio != "1":
             for method, summary in dense.items():
@@ -368,7 +429,7 @@ def plot_lengths(lengths, path):
         xs = [x for x, _ in points]
         ys = [s["mean_dice"] for _, s in points]
         errors = [s["sd_dice"] or 0.0 for _, s in points]
-        style = "--" if method in DENSE else "-"
+        style = "--" if parse_variant(method)[0] in DENSE else "-"
         axis.errorbar(xs, ys, yerr=errors, marker="o", linestyle=style, capsize=3, label=method)
     axis.set_xlabel("scribble length (ratio kept; 0 = one click per scribble)")
     axis.set_ylabel("mean 3D Dice (test volumes)")
@@ -392,6 +453,9 @@ def main():
     parser.add_argument("--jobs", type=int, default=1, help="cells trained at once (default 1)")
     parser.add_argument("--status", action="store_true", help="list done and missing cells, train nothing")
     parser.add_argument("--no-train", action="store_true", help="table and JSON of finished cells only")
+    parser.add_argument("--holdout", type=int, default=0,
+                        help="hold this many training patients out and score on them, never "
+                             "on the test fold: the split to choose settings on (e.g. 16)")
     parser.add_argument("--fold", type=int, help="cross-validation fold (default: the profile's, 1)")
     parser.add_argument("--data-path", default=DEFAULT_DATA, help="folder of the ACDC h5 volumes")
     parser.add_argument("--runs", help="run folders (default runs/bench_acdc_<profile>)")
@@ -403,7 +467,7 @@ def main():
     budget = budget_of(args)
     args.runs = os.path.abspath(args.runs or os.path.join(
         "runs", f"bench_acdc_{args.profile}" + ("_quick" if args.quick else ""),
-        f"fold{budget['fold']}"))
+        f"fold{budget['fold']}" + (f"_holdout{args.holdout}" if args.holdout else "")))
     cells = planned_cells(args)
     if args.status:
         print_status(cells, args.runs)
@@ -420,6 +484,8 @@ def main():
                for m, s in lengths.get("1", {}).items()}
     common.write_json(args.json, {
         "profile": args.profile, "quick": args.quick,
+        "evaluated_on": (f"{args.holdout} held-out training patients" if args.holdout
+                         else "the test patients of the fold"),
         "budget": {"iterations": budget["iterations"], "batch": budget["batch"],
                    "size": budget["size"], "fold": budget["fold"],
                    "learning_rate": budget["learning_rate"], "schedule": "poly 0.9",

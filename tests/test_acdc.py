@@ -177,7 +177,9 @@ def test_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no volume of the test patients of fold 1"):
         ACDCVolumes(str(tmp_path), fold=1, split="test")
     with pytest.raises(ValueError, match="split must be"):
-        ACDCVolumes(str(tmp_path), split="val")
+        ACDCVolumes(str(tmp_path), split="validation")
+    with pytest.raises(ValueError, match="split 'val' of fold 1 is empty"):
+        ACDCVolumes(str(tmp_path), split="val")       # no patients held out
     with pytest.raises(ValueError, match="fold must be in 1..5"):
         ACDCSlices(str(tmp_path), fold=6)
     (tmp_path / "notes.h5").write_bytes(b"")
@@ -213,3 +215,69 @@ def test_real_acdc_fold_one_test_volumes():
         assert set(np.unique(volume["scribble"])) <= {0, 1, 2, 3, IGNORE_INDEX}
         labeled = volume["scribble"] != IGNORE_INDEX
         assert 0.001 < labeled.mean() < 0.05  # scribbles cover about 1% of pixels
+
+
+def test_holdout_splits_partition_the_training_patients_and_never_touch_the_test_ones():
+    from keras_regseg.data.acdc import split_patients
+
+    for fold in range(1, 6):
+        train, test = fold_patients(fold)
+        kept = split_patients(fold, "train", holdout=16)
+        val = split_patients(fold, "val", holdout=16)
+        assert len(val) == 16 and sorted(kept + val) == train
+        assert not set(val) & set(test) and split_patients(fold, "test", holdout=16) == test
+        assert max(val) - min(val) > 50                    # spread over the patients
+    assert split_patients(1, "train") == fold_patients(1)[0]
+    with pytest.raises(ValueError, match="holdout must be"):
+        split_patients(1, "val", holdout=80)
+
+
+def test_holdout_config_validates_on_held_out_patients(tmp_path):
+    from keras_regseg.training.config import ConfigError, DataConfig, TrainConfig
+    from keras_regseg.training.data_setup import build_training_data
+
+    for patient in (3, 21, 25, 30):               # 3: test fold 1; 25, 30: held out of 16
+        write_volume(tmp_path, patient, 1, (2, 8, 8), patient)
+    data = build_training_data(DataConfig(name="acdc", path=str(tmp_path), size=8,
+                                          holdout_patients=16))
+    assert {i[:10] for i in data.train.ids()} == {"patient021"}
+    assert {i[:10] for i in data.validation.ids()} == {"patient025", "patient030"}
+    assert data.volumes.ids() == ["patient025_frame01", "patient030_frame01"]
+    with pytest.raises(ConfigError, match="holdout_patients"):
+        TrainConfig.from_dict({"data": {"holdout_patients": 80}})
+
+
+def test_shortened_scribbles_keep_one_click_per_scribble_through_the_resize(tmp_path):
+    from keras_regseg.data.acdc import zoom_nearest, zoom_seeds
+    from keras_regseg.data.weak_labels import shorten_scribbles
+
+    rng = np.random.default_rng(0)
+    seeds = np.full((3, 40, 36), IGNORE_INDEX)
+    for z in range(3):                            # three one-pixel-wide strokes per slice
+        for k, row in enumerate(rng.choice(np.arange(2, 38), 3, replace=False)):
+            seeds[z, row, 3 + 5 * k: 20 + 5 * k] = k
+    clicks = shorten_scribbles(seeds, 0.0)
+    assert ((clicks != IGNORE_INDEX).sum(axis=(1, 2)) == 3).all()
+    lost = zoom_nearest(clicks, (16, 16))
+    kept = zoom_seeds(clicks, (16, 16))
+    assert (lost != IGNORE_INDEX).sum() < 9       # order-0 zoom loses clicks here
+    assert ((kept != IGNORE_INDEX).sum(axis=(1, 2)) == 3).all()
+    for z in range(3):                            # each click keeps its class
+        assert sorted(kept[z][kept[z] != IGNORE_INDEX].tolist()) == [0, 1, 2]
+    # Strokes keep what order-0 zoom keeps of them; one on a row it skips gets one pixel.
+    plain, rescued = zoom_nearest(seeds, (16, 16)), zoom_seeds(seeds, (16, 16))
+    survived = plain != IGNORE_INDEX
+    np.testing.assert_array_equal(rescued[survived], plain[survived])
+    for z in range(3):
+        assert sorted(np.unique(rescued[z][rescued[z] != IGNORE_INDEX]).tolist()) == [0, 1, 2]
+        missing = 3 - len(np.unique(plain[z][survived[z]]))
+        assert (rescued[z] != plain[z]).sum() == missing
+
+
+def test_shortened_benchmark_slices_are_deterministic(acdc_folder):
+    folder, _ = acdc_folder
+    first = ACDCSlices(folder, fold=1, split="train", size=16, progress=False, scribble_ratio=0.3)
+    again = ACDCSlices(folder, fold=1, split="train", size=16, progress=False, scribble_ratio=0.3)
+    np.testing.assert_array_equal(first.weak_labels, again.weak_labels)
+    clicks = ACDCSlices(folder, fold=1, split="train", size=16, progress=False, scribble_ratio=0.0)
+    assert ((clicks.weak_labels != IGNORE_INDEX).sum() <= (first.weak_labels != IGNORE_INDEX).sum())

@@ -149,7 +149,11 @@ def test_train_step_is_one_sgd_step_on_d_b():
     want = brute_force_d_b(seeds.numpy(), proposals.numpy(), reference(images), 0.4)
     assert float(loss) == pytest.approx(want, rel=1e-5)
     logs = model.train_on_batch(images, y, return_dict=True)
-    assert logs["loss"] == pytest.approx(want, rel=1e-5)
+    # Logged: d_B per labeled pixel (seeds and proposals); the step: d_B per seed pixel.
+    num_seeds = int(((seeds.numpy() >= 0) & (seeds.numpy() < CLASSES)).sum())
+    labeled = int(((proposals.numpy() >= 0) & (proposals.numpy() < CLASSES)).sum())
+    assert num_seeds < labeled
+    assert logs["loss"] == pytest.approx(want * num_seeds / labeled, rel=1e-5)
     assert logs["epsilon"] == pytest.approx(0.4, rel=1e-5)    # constant error model
     for got, w, g in zip(model.network.trainable_variables, reference.trainable_variables,
                          gradients):
@@ -241,8 +245,13 @@ def test_stage_a_runs_before_training_then_every_m_epochs(pool):
         dataset = make_training_dataset(source, batch_size=2, seed=0, proposals=store.lookup)
         history = model.fit(dataset, epochs=5, steps_per_epoch=1, callbacks=[stage_a, Spy()],
                             verbose=0)
-        assert rounds == [1, 1, 2, 2, 3]                     # epochs 0 (train begin), 2, 4
-        assert "stage_a_energy" in history.history and "proposal_accuracy" in history.history
+        if overlap:   # round 3 would serve epoch 5, after the last: not run
+            assert rounds == [1, 1, 2, 2, 2]                 # epochs 0 (train begin), 2
+        else:         # round 3 serves epoch 4 itself
+            assert rounds == [1, 1, 2, 2, 3]                 # epochs 0 (train begin), 2, 4
+        for key in ("stage_a_energy", "proposal_accuracy", "proposal_miou", "network_accuracy",
+                    "network_miou", "proposal_changed_fraction"):
+            assert key in history.history
 
 
 def test_stage_b_pipeline_warps_proposals_with_the_image_and_seeds():
@@ -437,3 +446,47 @@ def test_configs_load_and_bad_values_name_the_key(tmp_path):
         section, name = key.split(".")
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             TrainConfig.from_dict({section: {name: value}}, source="x.yaml")
+
+
+def test_warm_start_gives_each_solve_the_previous_round_of_its_image(pool):
+    source = tiny_source(count=4)
+    store = ProposalStore()
+    calls = []
+
+    class RecordingPool:
+        def solve_batch(self, probabilities, images, seeds, ids=None, initial_labels=None,
+                        **settings):
+            calls.append((list(ids), initial_labels, settings))
+            return pool.solve_batch(probabilities, images, seeds, ids, initial_labels, **settings)
+
+    stage_a = StageA(source, tiny_network(), store, batch_size=4, warm_start=True,
+                     energy="authors", unary_weight=0.05, potts_weight=100.0, progress=False,
+                     pool=RecordingPool())
+    stage_a.run_round()
+    first = {i: store.get(i).copy() for i in source.ids()}
+    stage_a.run_round()
+    (ids1, initial1, settings1), (ids2, initial2, _) = calls
+    assert initial1 == [None] * 4                               # nothing to start from yet
+    for image_id, initial in zip(ids2, initial2):
+        np.testing.assert_array_equal(initial, first[image_id])
+    assert settings1["energy"] == "authors" and settings1["unary_weight"] == 0.05
+
+
+def test_authors_energy_trains_end_to_end_from_the_config(tmp_path):
+    from keras_regseg.training.config import ConfigError, TrainConfig
+    from keras_regseg.training.trainer import train
+
+    config = TrainConfig.from_dict({
+        "method": "trust_region", "output": str(tmp_path / "run"),
+        "data": {"size": 16, "num_train": 8, "num_val": 2},
+        "model": {"options": {"filters": [4, 8], "dropout": 0.0}},
+        "training": {"iterations": 4, "steps_per_epoch": 2, "batch_size": 4,
+                     "num_grid_images": 1},
+        "trust_region": {"every": 1, "processes": 0, "overlap": False, "energy": "authors",
+                         "lambda_weight": 0.05, "warm_start": True}})
+    train(config, verbose=0)
+    history = json.load(open(tmp_path / "run" / "metrics.json"))["history"]
+    assert all(0 <= v <= 1 for v in history["proposal_miou"])
+    assert all(np.isfinite(v) and v < 5 for v in history["loss"])   # per labeled pixel
+    with pytest.raises(ConfigError, match=r"trust_region\.energy"):
+        TrainConfig.from_dict({"trust_region": {"energy": "exact"}}, source="x.yaml")

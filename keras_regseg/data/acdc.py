@@ -66,11 +66,39 @@ def fold_patients(fold):
     return train, test
 
 
-def list_volume_files(folder, fold, split):
-    """Sorted h5 paths of the patients of ``split`` ("train" or "test") in ``fold``."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test'; got {split!r}.")
+SPLITS = ("train", "val", "test")
+
+
+def split_patients(fold, split, holdout=0):
+    """Sorted patient numbers of ``split`` in ``fold``, ``holdout`` training patients set apart.
+
+    ``"val"`` is ``holdout`` of the fold's 80 training patients, evenly spaced
+    over them, and ``"train"`` the others: a validation set to choose settings
+    on without ever reading the test patients. ``holdout=0`` is the protocol:
+    no validation set.
+
+    >>> val = split_patients(1, "val", holdout=16)
+    >>> len(val), val[:3], len(split_patients(1, "train", holdout=16))
+    (16, [25, 30, 35], 64)
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}.")
     train, test = fold_patients(fold)
+    if not isinstance(holdout, int) or not 0 <= holdout < len(train):
+        raise ValueError(f"holdout must be an integer in 0..{len(train) - 1}; got {holdout!r}.")
+    if split == "test":
+        return test
+    step = len(train) / holdout if holdout else 0
+    val = [train[int((i + 1) * step) - 1] for i in range(holdout)]
+    return val if split == "val" else [p for p in train if p not in val]
+
+
+def list_volume_files(folder, fold, split, holdout=0):
+    """Sorted h5 paths of the patients of ``split`` (see :func:`split_patients`) in ``fold``."""
+    wanted = set(split_patients(fold, split, holdout))
+    if not wanted:
+        raise ValueError(f"split {split!r} of fold {fold} is empty (holdout = {holdout}); "
+                         "set data.holdout_patients to hold training patients out for it.")
     if folder is None or not os.path.isdir(folder):
         raise FileNotFoundError(
             f"ACDC folder {folder} not found; expected a folder of WSL4MIS "
@@ -82,14 +110,13 @@ def list_volume_files(folder, fold, split):
     if odd:
         raise ValueError(f"{os.path.join(folder, odd[0])}: file name does not match "
                          "patientNNN_frameMM.h5.")
-    wanted = set(train if split == "train" else test)
     chosen = [os.path.join(folder, n) for n in names
               if int(_FILE_PATTERN.fullmatch(n).group(1)) in wanted]
     if not chosen:
         raise FileNotFoundError(
             f"ACDC folder {folder} holds no volume of the {split} patients of fold {fold} "
             f"(patients {min(wanted):03d}..{max(wanted):03d}"
-            + (", minus the test ones" if split == "train" else "") + ").")
+            + (", minus the test ones" if split != "test" else "") + ").")
     return chosen
 
 
@@ -257,25 +284,29 @@ class ACDCSlices(SegmentationSource):
     Args:
         folder: the folder of h5 volumes (e.g. ``.../ACDC_training_volumes``).
         fold: cross-validation fold, 1..5.
-        split: ``"train"`` (80 patients) or ``"test"`` (20 patients).
+        split: ``"train"`` (80 patients, less ``holdout``), ``"val"`` (``holdout`` of
+            them) or ``"test"`` (20 patients); see :func:`split_patients`.
         size: side of the square slices (int) or ``(height, width)``.
         progress: show a progress bar; ``None`` shows one when loading many files.
         scribble_ratio: fraction of each scribble's length kept (1 = all, 0 = one click
             per scribble), by :func:`~keras_regseg.data.weak_labels.shorten_scribbles`
-            on the native-size slices.
+            on the native-size slices (every scribble keeps at least one pixel through
+            the resize, :func:`zoom_seeds`).
+        holdout: training patients set apart as the ``"val"`` split.
     """
 
     num_classes = ACDC_NUM_CLASSES
     channels = 1
     class_names = ACDC_CLASS_NAMES
 
-    def __init__(self, folder, fold=1, split="train", size=256, progress=None, scribble_ratio=1.0):
+    def __init__(self, folder, fold=1, split="train", size=256, progress=None, scribble_ratio=1.0,
+                 holdout=0):
         if not 0 <= scribble_ratio <= 1:
             raise ValueError(f"scribble_ratio must be in [0, 1]; got {scribble_ratio!r}.")
         self.folder, self.fold, self.split = folder, fold, split
         self.size = _square_size(size)
         self.scribble_ratio = float(scribble_ratio)
-        paths = list_volume_files(folder, fold, split)
+        paths = list_volume_files(folder, fold, split, holdout)
         # Allocate once (slice counts come from the h5 metadata) and fill volume by volume:
         # no second copy of the data as concatenating per-volume arrays would make.
         total = sum(_num_slices(p) for p in paths)
@@ -355,9 +386,9 @@ class ACDCVolumes:
     num_classes = ACDC_NUM_CLASSES
     class_names = ACDC_CLASS_NAMES
 
-    def __init__(self, folder, fold=1, split="test"):
+    def __init__(self, folder, fold=1, split="test", holdout=0):
         self.folder, self.fold, self.split = folder, fold, split
-        self.paths = list_volume_files(folder, fold, split)
+        self.paths = list_volume_files(folder, fold, split, holdout)
 
     def __len__(self):
         return len(self.paths)

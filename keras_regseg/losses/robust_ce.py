@@ -96,13 +96,13 @@ def unpack_proposal_targets(y_true):
     return labels[..., 0], labels[..., 1], image
 
 
-def robust_cross_entropy(seeds, proposals, logits, epsilon):
-    """Per-pixel d_B ``[B, H, W]`` whose mean over the batch's pixels is d_B / normalizer.
+def robust_cross_entropy_terms(seeds, proposals, logits, epsilon):
+    """``(per-pixel d_B [B, H, W], seed pixels, proposal pixels)``, unnormalized.
 
     ``epsilon`` may be a float or a scalar tensor (a learned error model).
     Seed pixels: ``-log f[y]``; other pixels whose proposal is a class:
-    ``-log(a + b f[s])``; padding and unlabeled proposals: 0. See the module
-    docstring for the normalizer.
+    ``-log(a + b f[s])``; padding and unlabeled proposals: 0. The counts are
+    those of the global batch under ``tf.distribute``.
     """
     log_f = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
     num_classes = int(log_f.shape[-1])
@@ -120,11 +120,32 @@ def robust_cross_entropy(seeds, proposals, logits, epsilon):
                   tf.math.log(b) + log_f_target], axis=0), axis=0)
     seed_f, proposal_f = tf.cast(is_seed, tf.float32), tf.cast(is_proposal, tf.float32)
     per_pixel = -seed_f * log_f_target - proposal_f * log_robust
-    # Counts of the global batch under tf.distribute (see cross_entropy.replica_sum).
-    num_seeds = replica_sum(tf.reduce_sum(seed_f))
-    num_proposals = replica_sum(tf.reduce_sum(proposal_f))
+    return (per_pixel, replica_sum(tf.reduce_sum(seed_f)),
+            replica_sum(tf.reduce_sum(proposal_f)))
+
+
+def robust_cross_entropy(seeds, proposals, logits, epsilon):
+    """Per-pixel d_B ``[B, H, W]`` whose mean over the batch's pixels is d_B / #seeds.
+
+    The authors' normalization (module docstring): a batch without seeds is
+    divided by its number of proposal pixels instead.
+    """
+    per_pixel, num_seeds, num_proposals = robust_cross_entropy_terms(
+        seeds, proposals, logits, epsilon)
     normalizer = tf.where(num_seeds > 0, num_seeds, tf.maximum(num_proposals, 1.0))
     return per_pixel * (replica_sum(tf.cast(tf.size(per_pixel), tf.float32)) / normalizer)
+
+
+def robust_cross_entropy_per_labeled_pixel(seeds, proposals, logits, epsilon):
+    """d_B as a mean over its pixels (seeds and proposals): the scale a person reads.
+
+    The gradient step uses :func:`robust_cross_entropy`, which is this times
+    ``(#seeds + #proposals) / #seeds`` (about 90 on ACDC's scribbles): the
+    authors' rescaling, which keeps stage B's step size that of pCE.
+    """
+    per_pixel, num_seeds, num_proposals = robust_cross_entropy_terms(
+        seeds, proposals, logits, epsilon)
+    return replica_sum(tf.reduce_sum(per_pixel)) / tf.maximum(num_seeds + num_proposals, 1.0)
 
 
 @keras.saving.register_keras_serializable(package="keras_regseg")

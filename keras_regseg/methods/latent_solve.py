@@ -100,7 +100,8 @@ def seeds_only(seeds, num_classes):
     return np.where(keep, seeds, IGNORE_INDEX).astype(np.int32)
 
 
-def solve_labelings(probabilities, images, seeds, ids=None, pool=None, **settings):
+def solve_labelings(probabilities, images, seeds, ids=None, pool=None, initial_labels=None,
+                    **settings):
     """Alpha-expansion labelings of a batch, robust to bad images (module docstring).
 
     Args:
@@ -109,8 +110,10 @@ def solve_labelings(probabilities, images, seeds, ids=None, pool=None, **setting
       seeds: ``[B, H, W]`` weak labels (``IGNORE_INDEX``, ``PAD_INDEX`` as usual).
       ids: names for warnings (bytes or str; default ``"0"``, ``"1"``, ...).
       pool: a :class:`SolverPool` (default: :func:`shared_pool`).
+      initial_labels: optional per-image labelings to start from (entries may
+        be ``None``), e.g. the previous stage-A round's proposals.
       **settings: ``unary_weight``, ``potts_weight``, ``max_iterations``,
-        ``restrict_labels`` for this call.
+        ``restrict_labels``, ``energy`` for this call.
 
     Returns ``(labels int32 list or [B, H, W], energies float64 [B])``; an
     image without a labeling has energy NaN.
@@ -150,8 +153,10 @@ def solve_labelings(probabilities, images, seeds, ids=None, pool=None, **setting
         index = [i for i, _ in todo]
         batch = ([p for _, p in todo], [np.asarray(images[i]) for i in index],
                  [np.asarray(seeds[i]) for i in index], [ids[i] for i in index])
+        initial = None if initial_labels is None else [_usable(initial_labels[i], seeds[i])
+                                                       for i in index]
         try:
-            labels, energies = pool.solve_batch(*batch, **settings)
+            labels, energies = pool.solve_batch(*batch, initial_labels=initial, **settings)
         except Exception as error:  # noqa: BLE001 - a solver problem must never end training
             warnings.warn(f"alpha-expansion failed on a batch ({type(error).__name__}: {error}); "
                           "using the starting labelings (argmax with seeds).", RuntimeWarning,
@@ -166,10 +171,17 @@ def solve_labelings(probabilities, images, seeds, ids=None, pool=None, **setting
     return labels, energies
 
 
+def _usable(initial, seeds):
+    """A previous labeling of the same size as ``seeds``, as int32, or ``None``."""
+    if initial is None or np.shape(initial) != np.shape(seeds):
+        return None
+    return np.asarray(initial, np.int32)
+
+
 def _starting_labelings(probabilities, images, seeds, ids, settings):
     """Per image, the solver's starting point, or seeds only if even that fails."""
     keep = {k: v for k, v in settings.items() if k in ("unary_weight", "potts_weight",
-                                                        "restrict_labels")}
+                                                        "restrict_labels", "energy")}
     labels, energies = [], []
     for prob, image, seed, image_id in zip(probabilities, images, seeds, ids):
         try:

@@ -108,9 +108,12 @@ def trust_region_setup(config, network, data):
     tr = config.trust_region
     store = ProposalStore()
     model = TrustRegionModel(network, epsilon=tr.epsilon, learn_epsilon=tr.learn_epsilon)
-    unary_weight, potts_weight = solver_weights(tr.lambda_weight, tr.potts_weight)
+    if tr.energy == "authors":   # their tr_weight and Potts weight, used as they are
+        unary_weight, potts_weight = tr.lambda_weight, tr.potts_weight
+    else:
+        unary_weight, potts_weight = solver_weights(tr.lambda_weight, tr.potts_weight)
     settings = dict(unary_weight=unary_weight, potts_weight=potts_weight,
-                    max_iterations=tr.max_iterations)
+                    max_iterations=tr.max_iterations, energy=tr.energy)
     # Equal-sized training images (synthetic, ACDC) are solved in batches; others one by one.
     batch_size = config.training.batch_size if data.input_size else 1
     # Passes over the whole training set at the global batch (a multi-worker run gives this
@@ -119,7 +122,8 @@ def trust_region_setup(config, network, data):
     every = epochs_per_round(tr.every, len(whole_set), config.training.batch_size,
                              config.training.steps_per_epoch)
     stage_a = StageA(data.train, network, store, every=every, batch_size=batch_size,
-                     overlap=tr.overlap, pool=shared_pool(tr.processes), **settings)
+                     overlap=tr.overlap, warm_start=tr.warm_start,
+                     pool=shared_pool(tr.processes), **settings)
 
     def extra_maps(_model, count=config.training.num_grid_images):
         samples = [data.validation.load(i) for i in range(min(count, len(data.validation)))]

@@ -40,7 +40,9 @@ import keras
 import tensorflow as tf
 
 from keras_regseg.losses.robust_ce import (check_epsilon, default_epsilon, max_epsilon,
-                                           robust_cross_entropy, unpack_proposal_targets)
+                                           robust_cross_entropy,
+                                           robust_cross_entropy_per_labeled_pixel,
+                                           unpack_proposal_targets)
 from keras_regseg.methods.adm import replicas
 from keras_regseg.methods.wrapper import NetworkWrapper
 
@@ -58,7 +60,10 @@ class TrustRegionModel(NetworkWrapper):
         when learned.
       learn_epsilon: fit ``epsilon`` with the network (the learnable error model).
 
-    Metrics: ``loss`` (d_B per seed pixel) and ``epsilon``.
+    Metrics: ``loss`` (d_B per labeled pixel, seeds and proposals: the scale
+    of the other methods' cross-entropies) and ``epsilon``. The gradient step
+    is that of d_B per *seed* pixel, the authors' normalization (about 90
+    times the logged value on ACDC's scribbles).
     """
 
     def __init__(self, network, epsilon=None, learn_epsilon=False, **kwargs):
@@ -101,6 +106,11 @@ class TrustRegionModel(NetworkWrapper):
         seeds, proposals, _ = unpack_proposal_targets(y)
         return robust_cross_entropy(seeds, proposals, logits, self.epsilon)
 
+    def readable_loss(self, y, logits):
+        """d_B per labeled pixel (the logged ``loss``)."""
+        seeds, proposals, _ = unpack_proposal_targets(y)
+        return robust_cross_entropy_per_labeled_pixel(seeds, proposals, logits, self.epsilon)
+
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
@@ -112,11 +122,11 @@ class TrustRegionModel(NetworkWrapper):
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
-        return self._report(loss * replicas())
+        return self._report(self.readable_loss(y, logits))
 
     def test_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._report(tf.reduce_mean(self.per_pixel_loss(y, self(x, training=False))))
+        return self._report(self.readable_loss(y, self(x, training=False)))
 
     def _report(self, loss):
         self.loss_tracker.update_state(loss)

@@ -327,21 +327,25 @@ class NetworkSnapshot:
         return logits
 
 
-def proposal_dataset(source, network, batch_size=8, pool=None, **settings):
+def proposal_dataset(source, network, batch_size=8, pool=None, initial=None, **settings):
     """One stage-A round as a ``tf.data.Dataset`` of batches.
 
     Elements: ``{"id": [B], "proposal": int32 [B, H, W], "energy": float32 [B]
-    (per pixel), "dense_label": [B, H, W]}``. ``batch_size`` must be 1 when
-    image sizes differ. ``settings``: ``unary_weight`` (lambda),
-    ``potts_weight``, ``max_iterations`` for :func:`latent_solve.solve_labelings`.
+    (per pixel), "dense_label": [B, H, W], "argmax": int32 [B, H, W]}`` (the
+    network's own labels, for the round's diagnostics). ``batch_size`` must be
+    1 when image sizes differ. ``initial`` (optional): ``id -> labeling or
+    None``, the labeling each solve starts from (warm start from the previous
+    round). ``settings``: ``unary_weight`` (lambda), ``potts_weight``,
+    ``max_iterations``, ``energy`` for :func:`latent_solve.solve_labelings`.
     """
     probabilities = in_graph_probabilities(network)
     keys = ("image", "weak_label", "dense_label", "id")
     samples = source.to_tf_dataset().map(lambda s: {k: s[k] for k in keys})
 
     def solve(probs, images, seeds, ids):
+        starts = None if initial is None else [initial(i.decode()) for i in ids]
         labels, energies = latent_solve.solve_labelings(probs, images, seeds, ids, pool=pool,
-                                                        **settings)
+                                                        initial_labels=starts, **settings)
         inside = np.maximum((seeds != 254).sum(axis=(1, 2)), 1)
         return np.asarray(labels, np.int32), (energies / inside).astype(np.float32)
 
@@ -351,8 +355,9 @@ def proposal_dataset(source, network, batch_size=8, pool=None, **settings):
             [tf.int32, tf.float32], stateful=True, name="trust_region_stage_a")
         proposal.set_shape(batch["weak_label"].shape)
         energy.set_shape(batch["id"].shape)
+        argmax = tf.argmax(batch["probabilities"], axis=-1, output_type=tf.int32)
         return {"id": batch["id"], "proposal": proposal, "energy": energy,
-                "dense_label": batch["dense_label"]}
+                "dense_label": batch["dense_label"], "argmax": argmax}
 
     batches = samples.batch(batch_size).map(
         lambda b: dict(b, probabilities=probabilities(b["image"])))
@@ -360,10 +365,53 @@ def proposal_dataset(source, network, batch_size=8, pool=None, **settings):
     return without_autotune_model(batches.prefetch(1).map(solve_batch).prefetch(1))
 
 
-def pixel_agreement(proposals, dense_labels, num_classes=254):
-    """``(agreeing pixels, pixels with a dense label)`` of a batch of proposals."""
-    known = (dense_labels >= 0) & (dense_labels < num_classes)
-    return int((known & (proposals == dense_labels)).sum()), int(known.sum())
+class RoundDiagnostics:
+    """What one stage-A round adds beyond the network it started from.
+
+    Accumulates, over the training images of a round, the confusion matrices
+    of the proposals and of the network's argmax against the dense labels
+    (where a training image has them: the synthetic data, ACDC), and the
+    pixels where the proposal differs from the network's label.
+
+    >>> d = RoundDiagnostics(2)
+    >>> d.update(np.array([[0, 1]]), np.array([[0, 0]]), np.array([[0, 1]]))
+    >>> r = d.result()
+    >>> r["proposal_accuracy"], r["network_accuracy"], r["proposal_changed_fraction"]
+    (1.0, 0.5, 0.5)
+    """
+
+    def __init__(self, num_classes):
+        self.num_classes = int(num_classes)
+        self.proposal = np.zeros((num_classes, num_classes), np.int64)
+        self.network = np.zeros((num_classes, num_classes), np.int64)
+        self.changed = self.inside = 0
+
+    def update(self, proposals, argmax, dense_labels):
+        """Add a batch: proposals (padding 254), the network's argmax, dense labels (or 255)."""
+        inside = proposals < self.num_classes
+        self.changed += int((inside & (proposals != argmax)).sum())
+        self.inside += int(inside.sum())
+        known = inside & (dense_labels >= 0) & (dense_labels < self.num_classes)
+        for matrix, labels in ((self.proposal, proposals), (self.network, argmax)):
+            index = dense_labels[known].astype(np.int64) * self.num_classes + labels[known]
+            matrix += np.bincount(index, minlength=self.num_classes ** 2).reshape(
+                self.num_classes, self.num_classes)
+
+    def result(self):
+        """Flat dict of the round's figures (accuracies and mIoU only when dense labels exist)."""
+        result = {}
+        if self.inside:
+            result["proposal_changed_fraction"] = self.changed / self.inside
+        for name, matrix in (("proposal", self.proposal), ("network", self.network)):
+            total = matrix.sum()
+            if not total:
+                continue
+            result[f"{name}_accuracy"] = float(np.trace(matrix) / total)
+            union = matrix.sum(0) + matrix.sum(1) - np.diag(matrix)
+            present = matrix.sum(1) > 0
+            iou = np.diag(matrix)[present] / np.maximum(union[present], 1)
+            result[f"{name}_miou"] = float(iou.mean())
+        return result
 
 
 class StageA(keras.callbacks.Callback):
@@ -402,8 +450,18 @@ class StageA(keras.callbacks.Callback):
     the same rounds from the same networks as the uninterrupted run.
 
     Adds to the epoch logs the last finished round's ``stage_a_energy`` (mean
-    per-pixel energy of the proposals), ``proposal_accuracy`` (pixel agreement
-    with the dense labels, when known) and ``stage_a_seconds``.
+    per-pixel energy of the proposals), ``stage_a_seconds``,
+    ``proposal_changed_fraction`` (pixels where the proposal differs from the
+    network's argmax) and, where the training images have dense labels,
+    ``proposal_accuracy`` / ``proposal_miou`` against them beside the network's
+    own ``network_accuracy`` / ``network_miou`` at that moment
+    (:class:`RoundDiagnostics`): whether stage A adds information beyond the
+    network.
+
+    ``energy`` (``"library"`` or ``"authors"``, see
+    :data:`keras_regseg.solvers.alpha_expansion.ENERGIES`) and ``warm_start``
+    (start each solve from the image's previous proposal, as the authors'
+    code does) shape the solve.
     """
 
     state_key = "stage_a"
@@ -411,7 +469,7 @@ class StageA(keras.callbacks.Callback):
 
     def __init__(self, source, network, store, every=TR_EVERY, batch_size=8,
                  unary_weight=TR_LAMBDA * TR_POTTS_WEIGHT, potts_weight=TR_POTTS_WEIGHT,
-                 max_iterations=5,
+                 max_iterations=5, energy="library", warm_start=False,
                  overlap=True, progress=True, pool=None):
         super().__init__()
         if int(every) < 1:
@@ -419,7 +477,8 @@ class StageA(keras.callbacks.Callback):
         self.source, self.network, self.store = source, network, store
         self.every, self.batch_size = int(every), int(batch_size)
         self.settings = dict(unary_weight=float(unary_weight), potts_weight=float(potts_weight),
-                             max_iterations=max_iterations)
+                             max_iterations=max_iterations, energy=energy)
+        self.warm_start = bool(warm_start)
         self.overlap, self.progress, self.pool = bool(overlap), bool(progress), pool
         self.summary = {}
         self.snapshot = NetworkSnapshot(network)
@@ -439,10 +498,12 @@ class StageA(keras.callbacks.Callback):
         if self._dataset is None:
             # The snapshot's variables are updated in place (NetworkSnapshot.take), so one
             # pipeline serves every round; building it anew cost 0.5 s of tracing per round.
+            initial = self.store.get if self.warm_start else None
             self._dataset = proposal_dataset(self.source, self.snapshot, self.batch_size,
-                                             self.pool, **self.settings)
+                                             self.pool, initial=initial, **self.settings)
         dataset = self._dataset
-        proposals, energies, agree, known = {}, [], 0, 0
+        proposals, energies = {}, []
+        diagnostics = RoundDiagnostics(self.source.num_classes)
         total = -(-len(self.source) // self.batch_size)
         bar = tqdm(total=len(self.source), desc=f"stage A, round {self.store.rounds + 1}",
                    unit="img", disable=not self.progress, leave=False, mininterval=1.0)
@@ -452,14 +513,11 @@ class StageA(keras.callbacks.Callback):
                 labels = batch["proposal"].numpy()
                 proposals.update(zip(ids, labels))
                 energies.extend(batch["energy"].numpy().tolist())
-                a, k = pixel_agreement(labels, batch["dense_label"].numpy())
-                agree, known = agree + a, known + k
+                diagnostics.update(labels, batch["argmax"].numpy(), batch["dense_label"].numpy())
                 bar.update(len(ids))
         finite = [e for e in energies if np.isfinite(e)]
         summary = {"stage_a_energy": float(np.mean(finite)) if finite else float("nan"),
-                   "stage_a_seconds": time.time() - started}
-        if known:
-            summary["proposal_accuracy"] = agree / known
+                   "stage_a_seconds": time.time() - started, **diagnostics.result()}
         self.summary = summary
         self.store.update(proposals)
         return summary
@@ -516,6 +574,8 @@ class StageA(keras.callbacks.Callback):
         self.wait()
         if self.store.rounds >= self._first_round + self.rounds_started(epoch):
             return
+        if self.overlap and epoch + 1 >= (self.params or {}).get("epochs", float("inf")):
+            return   # a background round here would serve the epochs after the last: none
         self.snapshot.take()   # the network at the start of this epoch
         if self.overlap:
             self._thread = threading.Thread(target=self._run_safely, name="stage-a", daemon=True)

@@ -18,10 +18,30 @@ from keras_regseg.solvers.energy import PAD_INDEX
 DEFAULT_MAX_ITERATIONS = 5
 """Alpha-expansion cycles over all labels; 5 "converges in most cases" (ADM, TR papers)."""
 
+ENERGIES = ("library", "authors")
+"""How a solve weighs and quantizes its energy.
+
+- ``"library"``: ``unary_weight * -log p + potts_weight * w_pq``, seeds exactly hard,
+  quantized finely to GCO's integer range (:func:`energy.build_gco_problem`);
+- ``"authors"``: the trust-region authors' ``alpha_expansion.cpp``:
+  ``unary_weight`` is their ``tr_weight``, the Potts term is normalized by
+  ``N_roi / N_pairs``, seeds cost ``10 * potts_weight`` per wrong label, and
+  every cost is scaled by ``10000 / potts_weight`` and truncated
+  (:func:`energy.build_authors_problem`). The exact energy of a labeling is then
+  the library's with Potts weight ``potts_weight * N_roi / N_pairs``.
+"""
+
 try:  # the raw C entry point sets one site's label ~2x faster than GCO.init_label_at_site
     from gco.cgco import _cgco as _GCO_C
 except ImportError:  # pragma: no cover - depends on the gco-wrapper layout
     _GCO_C = None
+
+
+def check_energy(energy):
+    """``energy`` if it is one of :data:`ENERGIES`, else ``ValueError``."""
+    if energy not in ENERGIES:
+        raise ValueError(f"energy is {energy!r}; expected one of {', '.join(ENERGIES)}.")
+    return energy
 
 
 def check_max_iterations(max_iterations):
@@ -94,11 +114,20 @@ class _Prepared(typing.NamedTuple):
 
 
 def _prepare(
-    probabilities, image, seeds, unary_weight, potts_weight, restrict_labels, edge_weights, image_id
+    probabilities, image, seeds, unary_weight, potts_weight, restrict_labels, edge_weights, image_id,
+    energy="library", initial_labels=None,
 ):
-    """Check one image's inputs; return a :class:`_Prepared`."""
+    """Check one image's inputs; return a :class:`_Prepared`.
+
+    With ``energy="authors"`` the Potts weight becomes ``potts_weight * N_roi /
+    N_pairs`` (the exact energy of :data:`ENERGIES`). ``initial_labels`` (a
+    labeling, e.g. the previous stage-A round's) replaces the argmax as the
+    starting labeling wherever it holds an allowed class.
+    """
     probabilities, image, seeds = E.check_inputs(probabilities, image, seeds, image_id)
     unary_weight, potts_weight = E.check_weights(unary_weight, potts_weight)
+    if check_energy(energy) == "authors":
+        potts_weight = potts_weight * E.pair_normalization(seeds)
     height, width, num_classes = probabilities.shape
     if edge_weights is None:
         if image is None:
@@ -108,10 +137,22 @@ def _prepare(
         edge_weights = E.check_edge_weights(edge_weights, height, width, image_id)
     labels = E.present_labels(seeds, num_classes) if restrict_labels else np.arange(num_classes)
     start = E.start_labeling(probabilities, seeds, labels)
+    if initial_labels is not None:
+        start = _initial_start(initial_labels, start, seeds, labels, image_id)
     start_energy = E.potts_energy(start, probabilities, seeds, edge_weights, unary_weight, potts_weight)
     return _Prepared(
         probabilities, seeds, edge_weights, labels, start, start_energy, unary_weight, potts_weight
     )
+
+
+def _initial_start(initial_labels, start, seeds, labels, image_id):
+    """``initial_labels`` where they hold an allowed class off the seeds, ``start`` elsewhere."""
+    initial = np.asarray(initial_labels)
+    if initial.shape != start.shape:
+        raise ValueError(f"image {image_id!r}: initial labels have shape {initial.shape}; "
+                         f"expected {start.shape} (the image's).")
+    free = (seeds == E.IGNORE_INDEX) & np.isin(initial, labels)
+    return np.where(free, initial, start).astype(np.int32)
 
 
 def starting_solution(
@@ -123,6 +164,8 @@ def starting_solution(
     potts_weight=1.0,
     restrict_labels=True,
     edge_weights=None,
+    energy="library",
+    initial_labels=None,
     image_id=None,
 ):
     """The solver's starting point and its energy: ``(labels, energy)`` as returned by
@@ -135,7 +178,8 @@ def starting_solution(
     ([[0, 1]], 0.3285)
     """
     prepared = _prepare(
-        probabilities, image, seeds, unary_weight, potts_weight, restrict_labels, edge_weights, image_id
+        probabilities, image, seeds, unary_weight, potts_weight, restrict_labels, edge_weights,
+        image_id, energy, initial_labels,
     )
     return prepared.start, prepared.start_energy
 
@@ -151,6 +195,8 @@ def solve_alpha_expansion(
     restrict_labels=True,
     edge_weights=None,
     warm_start=False,
+    energy="library",
+    initial_labels=None,
     image_id=None,
 ):
     """Minimize the seeded 8-grid Potts energy of one image by alpha-expansion.
@@ -172,6 +218,9 @@ def solve_alpha_expansion(
       warm_start: start GCO from the starting labeling rather than from its
         most frequent label everywhere (see :func:`run_expansion`). Either way
         the result is no worse than the starting labeling.
+      energy: ``"library"`` or ``"authors"`` (see :data:`ENERGIES`).
+      initial_labels: ``[H, W]`` labeling to start from instead of the argmax
+        (e.g. the previous stage-A round's proposal); implies ``warm_start``.
       image_id: named in error messages.
 
     Returns:
@@ -196,15 +245,23 @@ def solve_alpha_expansion(
     """
     check_max_iterations(max_iterations)
     q = _prepare(
-        probabilities, image, seeds, unary_weight, potts_weight, restrict_labels, edge_weights, image_id
+        probabilities, image, seeds, unary_weight, potts_weight, restrict_labels, edge_weights,
+        image_id, energy, initial_labels,
     )
     if q.labels.size < 2 or not (q.seeds != PAD_INDEX).any():
         return q.start, q.start_energy
-    problem = E.build_gco_problem(
-        q.probabilities, q.seeds, q.edge_weights, q.labels, q.start, q.unary_weight, q.potts_weight
-    )
+    if energy == "authors":
+        # The authors' Potts weight before the N_roi / N_pairs normalization (q holds it after).
+        problem = E.build_authors_problem(
+            q.probabilities, q.seeds, q.edge_weights, q.labels, q.start, q.unary_weight,
+            float(potts_weight))
+    else:
+        problem = E.build_gco_problem(
+            q.probabilities, q.seeds, q.edge_weights, q.labels, q.start, q.unary_weight,
+            q.potts_weight)
     if problem.scale == 0:  # no cost anywhere: every labeling that keeps the seeds is optimal
         return q.start, q.start_energy
+    warm_start = warm_start or initial_labels is not None
     solved = _to_image(run_expansion(problem, max_iterations, warm_start), problem, q.seeds.shape)
     energy = E.potts_energy(solved, q.probabilities, q.seeds, q.edge_weights, q.unary_weight, q.potts_weight)
     if not energy <= q.start_energy:

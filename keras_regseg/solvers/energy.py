@@ -455,3 +455,86 @@ def build_gco_problem(probabilities, seeds, edge_weights, labels, start, unary_w
         start=start_compact,
         scale=float(scale),
     )
+
+
+AUTHORS_SCALE = 10000.0
+"""The trust-region authors' integer scale: every cost is multiplied by ``10000 / potts``."""
+
+AUTHORS_HARD = 10.0
+"""The authors' seed penalty, in units of the Potts weight: ``10 * potts`` for a wrong label."""
+
+
+def pair_normalization(seeds):
+    """``N_roi / N_pairs``: pixels inside the image per 8-grid pair inside it (about 1/4).
+
+    The authors' Potts term is ``potts * w_pq * N_roi / N_pairs``: a mean over
+    pairs rescaled to the number of pixels, so its weight does not depend on
+    the neighbourhood size.
+
+    >>> round(pair_normalization(np.full((10, 10), 255)), 4)      # 100 pixels, 342 pairs
+    0.2924
+    """
+    inside = np.asarray(seeds) != PAD_INDEX
+    pairs = int(_pair_values(inside, np.logical_and).sum())
+    return float(inside.sum()) / pairs if pairs else 0.0
+
+
+def build_authors_problem(probabilities, seeds, edge_weights, labels, start, tr_weight,
+                          potts_weight):
+    """One image's stage-A energy quantized as the trust-region authors do (``alpha_expansion.cpp``).
+
+    Costs before scaling: ``tr_weight * -log p_p[l]`` for an unlabeled pixel;
+    for a seed of class ``y``, ``tr_weight * -log p_p[y]`` plus
+    ``AUTHORS_HARD * potts_weight`` for any ``l != y``; for a pair,
+    ``potts_weight * w_pq * N_roi / N_pairs`` (:func:`pair_normalization`). All
+    are multiplied by ``AUTHORS_SCALE / potts_weight`` and truncated to
+    integers (C++'s double -> int conversion), so with the authors' values
+    (``tr_weight`` 0.05, potts 100) a pixel costs 5 per nat of ``-log p``
+    (probabilities above 0.82 cost 0) and a pair up to 2500. Terms are capped
+    below GCO's limit (:data:`GCO_MAX_ENERGYTERM`), which the authors' values
+    never reach. Arguments and result as :func:`build_gco_problem`.
+
+    >>> p = np.full((1, 2, 2), 0.5)
+    >>> q = build_authors_problem(p, np.array([[0, 255]]), np.array([1.0]), np.array([0, 1]),
+    ...                           np.array([[0, 0]]), 0.05, 100.0)
+    >>> q.unary.tolist(), q.edge_costs.tolist()    # 100 * 0.05 * log 2 = 3.47; 100 * 100 * 2
+    ([[3, 100003], [3, 3]], [20000])
+    """
+    probabilities = np.asarray(probabilities)
+    height, width, num_classes = probabilities.shape
+    labels = np.asarray(labels, dtype=np.int32)
+    seeds = np.asarray(seeds)
+    inside = seeds.ravel() != PAD_INDEX
+    first, second = grid_pairs(height, width)
+    keep = _pair_values(inside.reshape(height, width), np.logical_and)
+    sites = None if inside.all() else np.flatnonzero(inside)
+    site_of_pixel = np.cumsum(inside, dtype=np.int32) - 1
+    first, second = site_of_pixel[first[keep]], site_of_pixel[second[keep]]
+    edge_weights = np.asarray(edge_weights, dtype=np.float64)[keep]
+    flat = probabilities.reshape(-1, num_classes)[inside]
+    flat_seeds, flat_start = seeds.ravel()[inside], np.asarray(start).ravel()[inside]
+
+    scale = AUTHORS_SCALE / potts_weight if potts_weight > 0 else AUTHORS_SCALE
+    nll = negative_log_probabilities(flat)
+    unary = tr_weight * nll[:, labels]
+    seeded = np.flatnonzero((flat_seeds >= 0) & (flat_seeds < num_classes))
+    own = tr_weight * nll[seeded, flat_seeds[seeded]]
+    unary[seeded] = own[:, None] + AUTHORS_HARD * potts_weight * (
+        labels[None, :] != flat_seeds[seeded, None])
+    costs = potts_weight * edge_weights * pair_normalization(seeds)
+    cap = GCO_MAX_ENERGYTERM - 1
+    unary_int = np.minimum(np.trunc(unary * scale), cap).astype(np.int32)
+    cost_int = np.minimum(np.trunc(costs * scale), cap).astype(np.int32)
+
+    compact_of_class = np.full(num_classes, -1, dtype=np.int64)
+    compact_of_class[labels] = np.arange(labels.size)
+    return GcoProblem(
+        unary=np.ascontiguousarray(unary_int),
+        first=np.ascontiguousarray(first, dtype=np.int32),
+        second=np.ascontiguousarray(second, dtype=np.int32),
+        edge_costs=np.ascontiguousarray(cost_int),
+        labels=labels,
+        sites=sites,
+        start=compact_of_class[flat_start].astype(np.int32),
+        scale=float(scale),
+    )

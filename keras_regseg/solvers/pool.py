@@ -31,6 +31,7 @@ import keras_regseg
 from keras_regseg.solvers import energy as E
 from keras_regseg.solvers.alpha_expansion import (
     DEFAULT_MAX_ITERATIONS,
+    check_energy,
     check_max_iterations,
     solve_alpha_expansion,
     starting_solution,
@@ -207,6 +208,7 @@ class SolverPool:
         potts_weight=1.0,
         max_iterations=DEFAULT_MAX_ITERATIONS,
         restrict_labels=True,
+        energy="library",
         niceness=0,
     ):
         self.processes = default_processes() if processes is None else int(processes)
@@ -219,6 +221,7 @@ class SolverPool:
             potts_weight=potts_weight,
             max_iterations=max_iterations,
             restrict_labels=restrict_labels,
+            energy=check_energy(energy),
         )
         self.failed_ids = []  # ids whose solve failed twice in the last call: they got the start labeling
         self.restarts = 0  # workers replaced since the pool started
@@ -247,7 +250,7 @@ class SolverPool:
     def __exit__(self, *exc_info):
         self.close()
 
-    def solve_batch(self, probabilities, images, seeds, ids=None, **settings):
+    def solve_batch(self, probabilities, images, seeds, ids=None, initial_labels=None, **settings):
         """Solve every image of a batch; see ``solve_alpha_expansion`` for one image.
 
         Args:
@@ -257,8 +260,10 @@ class SolverPool:
           seeds: ``[B, H, W]`` weak labels (``IGNORE_INDEX``, ``PAD_INDEX`` as
             usual), or a list of label maps.
           ids: ``B`` names for messages (default ``"0"``, ``"1"``, ...).
+          initial_labels: optional per-image labelings to start from (a list
+            whose entries may be ``None``: that image starts from the argmax).
           **settings: overrides of ``unary_weight``, ``potts_weight``,
-            ``max_iterations``, ``restrict_labels`` for this call.
+            ``max_iterations``, ``restrict_labels``, ``energy`` for this call.
 
         Returns ``(labels, energies float64 [B])``: labels int32 ``[B, H, W]``,
         or a list of ``[H, W]`` maps when ``probabilities`` is a list. Bad input
@@ -272,13 +277,19 @@ class SolverPool:
         settings = {**self.settings, **settings}
         E.check_weights(settings["unary_weight"], settings["potts_weight"])
         check_max_iterations(settings["max_iterations"])
+        check_energy(settings["energy"])
         as_list = isinstance(probabilities, (list, tuple))
         batch_shape = None if as_list else np.shape(probabilities)
         probabilities, images, seeds, ids = _split_batch(probabilities, images, seeds, ids)
         for i, image_id in enumerate(ids):
             E.check_inputs(probabilities[i], images[i], seeds[i], image_id)
+        if initial_labels is None:
+            initial_labels = [None] * len(ids)
+        if len(initial_labels) != len(ids):
+            raise ValueError(f"initial_labels has {len(initial_labels)} entries for {len(ids)} images.")
         tasks = [
-            dict(probabilities=probabilities[i], image=images[i], seeds=seeds[i], image_id=ids[i], **settings)
+            dict(probabilities=probabilities[i], image=images[i], seeds=seeds[i], image_id=ids[i],
+                 initial_labels=initial_labels[i], **settings)
             for i in range(len(ids))
         ]
         with self._lock:

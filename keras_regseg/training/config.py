@@ -38,7 +38,9 @@ class DataConfig:
     generated at (synthetic); ``crop_size`` the random-crop side for
     variable-sized images (VOC). ``augmentation`` is ``"medical"``
     (rotation, flips), ``"natural"`` (scale, crop, horizontal flip) or
-    ``"none"``.
+    ``"none"``. ``holdout_patients`` (ACDC) sets that many training patients
+    apart and validates and scores on them instead of the test fold: the
+    split to choose settings on.
     """
 
     name: str = "synthetic"
@@ -54,6 +56,7 @@ class DataConfig:
     num_classes: int = 4
     train_split: str = "train"
     val_split: str = "val"
+    holdout_patients: int = 0
 
 
 @dataclasses.dataclass
@@ -184,10 +187,20 @@ class TrustRegionConfig:
     K classes, see ``keras_regseg.losses.robust_ce.default_epsilon``);
     ``learn_epsilon`` fits it during training. ``overlap`` runs stage-A rounds
     after the first in the background. ``processes``: solver workers.
+
+    ``energy: authors`` solves stage A as the authors' ``alpha_expansion.cpp``
+    does (see ``keras_regseg.solvers.alpha_expansion.ENERGIES``): lambda is
+    then their ``tr_weight`` itself (0.05 full scribbles, 0.1 shortened), the
+    Potts term is normalized per pixel (N_roi / N_pairs, about 1/4) and costs
+    are truncated to integers at scale 10000 / potts; in ``library`` units that
+    is lambda of about 0.002. ``warm_start`` starts each solve from the image's
+    previous proposal, as their code does.
     """
 
     lambda_weight: float = 0.05
     potts_weight: float = 100.0
+    energy: str = "library"
+    warm_start: bool = False
     epsilon: typing.Optional[float] = None
     learn_epsilon: bool = False
     every: int = 5
@@ -258,6 +271,7 @@ class TrainConfig:
         _choice(source, "gd.regularizer", self.gd.regularizer, ("grid", "dense"))
         _choice(source, "training.distribute", self.training.distribute, DISTRIBUTE)
         _choice(source, "training.mixed_precision", self.training.mixed_precision, PRECISIONS)
+        _choice(source, "trust_region.energy", self.trust_region.energy, ("library", "authors"))
         _choice(source, "gd.relaxation", self.gd.relaxation, ("bilinear", "quadratic"))
         _positive(source, "ccnn.downscale", self.ccnn.downscale)
         if not 0.0 <= self.ccnn.background_lower <= self.ccnn.background_upper <= 1.0:
@@ -277,6 +291,9 @@ class TrainConfig:
         if not 0.0 <= self.data.scribble_ratio <= 1.0:
             raise ConfigError(f"{source}: data.scribble_ratio = {self.data.scribble_ratio}; "
                               "expected a value in [0, 1].")
+        if not 0 <= self.data.holdout_patients < 80:
+            raise ConfigError(f"{source}: data.holdout_patients = {self.data.holdout_patients}; "
+                              "expected 0..79 (of a fold's 80 training patients).")
         if self.data.name == "acdc" and not 1 <= self.data.fold <= 5:
             raise ConfigError(f"{source}: data.fold = {self.data.fold}; expected 1..5.")
         if self.data.name in ("acdc", "voc") and not self.data.path:

@@ -43,10 +43,15 @@ def build_training_data(config):
     if config.name == "acdc":
         from keras_regseg.data.acdc import ACDCSlices, ACDCVolumes
 
+        # With held-out training patients, validation and the final scores are on them and
+        # the test patients are never read (settings are chosen there).
+        holdout = config.holdout_patients
+        evaluate_on = "val" if holdout else "test"
         train = ACDCSlices(config.path, fold=config.fold, split="train", size=config.size,
-                           scribble_ratio=config.scribble_ratio)
-        volumes = ACDCVolumes(config.path, fold=config.fold, split="test")
-        validation = ACDCSlices(config.path, fold=config.fold, split="test", size=config.size)
+                           scribble_ratio=config.scribble_ratio, holdout=holdout)
+        volumes = ACDCVolumes(config.path, fold=config.fold, split=evaluate_on, holdout=holdout)
+        validation = ACDCSlices(config.path, fold=config.fold, split=evaluate_on,
+                                size=config.size, holdout=holdout)
         return TrainingData(train=train, validation=validation, volumes=volumes,
                             input_size=config.size)
     if config.name == "voc":
