@@ -160,9 +160,28 @@ def test_loss_is_weight_times_energy_per_valid_pixel_broadcast():
     loss = DenseCRFLoss(weight=0.5, scale_factor=1.0, dtype="float64")
     per_pixel = loss.call(tf.cast(pack_targets(labels, images), tf.float64), tf.constant(logits)).numpy()
     energy = dense_crf_energy(tf.nn.softmax(logits), tf.constant(images), tf.constant(labels != PAD_INDEX),
-                              15.0, 100.0).numpy()
+                              15.0, 100.0 / 513 * 12).numpy()   # sigma_xy follows the image size
     expected = 0.5 * energy / (labels != PAD_INDEX).sum(axis=(1, 2))
     np.testing.assert_allclose(per_pixel, np.broadcast_to(expected[:, None, None], (2, 12, 12)), rtol=1e-10)
+
+
+def test_default_bandwidths_are_rloss_on_voc_crops_and_follow_the_image_size():
+    from keras_regseg.losses.dense_crf import default_scale_factor, default_sigma_xy
+
+    loss = DenseCRFLoss()
+    sigma_xy, scale = loss.bandwidths(513, 513)
+    assert sigma_xy == pytest.approx(100.0) and scale == pytest.approx(0.5, abs=0.002)
+    assert loss.bandwidths(128, 128) == (pytest.approx(100 / 513 * 128), 1.0)
+    assert DenseCRFLoss(sigma_xy=100.0, scale_factor=0.5).bandwidths(128, 128) == (100.0, 0.5)
+    assert default_sigma_xy(64, 200) == default_sigma_xy(200, 10)   # the longer side counts
+    assert default_scale_factor(1024, 300) == pytest.approx(0.25)
+    # Sizes known only at run time give the same value as static ones.
+    images = natural_images(1, 20, 1).astype("float32")
+    y_true = pack_targets(np.full((1, 20, 20), 255), images)
+    logits = tf.constant(RNG.randn(1, 20, 20, 3).astype("float32"))
+    dynamic = tf.function(lambda y, x: loss(y, x), input_signature=[
+        tf.TensorSpec([None, None, None, 2]), tf.TensorSpec([None, None, None, 3])])
+    assert float(dynamic(y_true, logits)) == pytest.approx(float(loss(y_true, logits)), rel=1e-5)
 
 
 def test_bad_input_raises_clear_errors():

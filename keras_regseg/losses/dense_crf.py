@@ -20,7 +20,10 @@ Conventions of this implementation:
   (features use ``255 * image / sigma_rgb``). ``sigma_xy`` is in pixels of the
   full-resolution image.
 - Like rloss, the loss is computed at ``scale_factor`` of the resolution
-  (default 0.5) with ``sigma_xy`` scaled by the same factor: the image and the
+  with ``sigma_xy`` scaled by the same factor; by default both follow the image
+  size as rloss's 100 px and 0.5 follow its 513-px crops (sigma_xy about 0.2 of
+  the side, filtered at about 256 px; :func:`default_sigma_xy`,
+  :func:`default_scale_factor`). The image and the
   padding mask are downscaled with nearest neighbour (rloss's
   ``F.interpolate`` default), the softmax bilinearly (``align_corners=False``,
   no antialiasing, as rloss).
@@ -66,6 +69,34 @@ from keras_regseg.losses.permutohedral import PermutohedralLattice
 
 DEFAULT_WEIGHT = 2e-9 * 256 * 256
 """rloss's weight 2e-9 converted to per-pixel normalization (256 x 256 filtered pixels)."""
+
+RLOSS_SIDE = 513.0
+"""Side of the crops rloss's defaults were set for (Pascal VOC, DeepLab crops of 513)."""
+
+RELATIVE_SIGMA_XY = 100.0 / RLOSS_SIDE
+"""rloss's ``sigma_xy = 100`` px as a fraction of the image side (about 0.2): the default."""
+
+FILTERED_SIDE = 256.0
+"""rloss filters at scale 0.5 of its 513 crops, about 256 px: the default keeps that
+resolution on larger images and filters smaller ones at full resolution."""
+
+
+def default_sigma_xy(height, width):
+    """rloss's spatial bandwidth carried over to an ``height x width`` image (pixels).
+
+    >>> round(default_sigma_xy(513, 513), 1), round(default_sigma_xy(128, 128), 1)
+    (100.0, 25.0)
+    """
+    return RELATIVE_SIGMA_XY * max(height, width)
+
+
+def default_scale_factor(height, width):
+    """rloss's filtered resolution carried over: ``min(1, 256 / longer side)``.
+
+    >>> round(default_scale_factor(513, 400), 3), default_scale_factor(128, 128)
+    (0.499, 1.0)
+    """
+    return min(1.0, FILTERED_SIDE / max(height, width))
 
 
 def dense_crf_features(image, sigma_rgb=15.0, sigma_xy=100.0):
@@ -150,8 +181,11 @@ def bilinear_resize(x, size):
 
 
 def _downscale(probs, image, valid, scale_factor):
-    """Resize as rloss: softmax bilinear, image and mask nearest; sizes floor(side * factor) >= 1."""
-    if scale_factor == 1.0:
+    """Resize as rloss: softmax bilinear, image and mask nearest; sizes floor(side * factor) >= 1.
+
+    ``scale_factor`` may be a scalar tensor (then resized even at 1: an exact identity).
+    """
+    if isinstance(scale_factor, float) and scale_factor == 1.0:
         return probs, image, valid
     shape = tf.shape(probs)
     size = tf.maximum(tf.cast(tf.floor(tf.cast(shape[1:3], tf.float64) * scale_factor), tf.int32), 1)
@@ -176,36 +210,65 @@ class DenseCRFLoss(keras.losses.Loss):
     Args:
       weight: multiplier (>= 0); see the module docstring for the rloss conversion.
       sigma_rgb: colour bandwidth on the 0-255 scale (> 0).
-      sigma_xy: spatial bandwidth in full-resolution pixels (> 0).
-      scale_factor: resolution of the computation, in (0, 1].
+      sigma_xy: spatial bandwidth in full-resolution pixels (> 0), or ``None``
+        (default): rloss's 100 px for its 513-px crops as a fraction of the
+        image side (:func:`default_sigma_xy`; 25 px on 128 x 128 slices).
+      scale_factor: resolution of the computation, in (0, 1], or ``None``
+        (default): rloss's filtered resolution of about 256 px
+        (:func:`default_scale_factor`; 0.5 on VOC crops, 1 on images of 256 px
+        or less). Taken literally on small images, rloss's 100 px and 0.5 make
+        the kernel span most of the image at a coarse resolution: on ACDC's
+        128 x 128 slices it linked the heart to any similar intensity in the
+        slice (see ``benchmarks/results/acdc_cpu.json``).
       calibration_samples: pixels per image used to calibrate the lattice (>= 0; 0 disables).
 
     Needs ``jit_compile=False`` (dynamic-size lattice).
     """
 
-    def __init__(self, weight=DEFAULT_WEIGHT, sigma_rgb=15.0, sigma_xy=100.0, scale_factor=0.5,
+    def __init__(self, weight=DEFAULT_WEIGHT, sigma_rgb=15.0, sigma_xy=None, scale_factor=None,
                  calibration_samples=32, name="dense_crf_loss", reduction="sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         owner = type(self).__name__
         self.weight = check_weight(weight, owner)
         for label, value in (("sigma_rgb", sigma_rgb), ("sigma_xy", sigma_xy)):
-            if not (math.isfinite(float(value)) and float(value) > 0):
+            if value is not None and not (math.isfinite(float(value)) and float(value) > 0):
                 raise ValueError(f"{owner}: {label} must be a finite number > 0; got {value}.")
-        if not 0.0 < float(scale_factor) <= 1.0:
+        if sigma_rgb is None:
+            raise ValueError(f"{owner}: sigma_rgb must be a finite number > 0; got None.")
+        if scale_factor is not None and not 0.0 < float(scale_factor) <= 1.0:
             raise ValueError(f"{owner}: scale_factor must be in (0, 1]; got {scale_factor}.")
         if int(calibration_samples) < 0:
             raise ValueError(f"{owner}: calibration_samples must be >= 0; got {calibration_samples}.")
         self.sigma_rgb = float(sigma_rgb)
-        self.sigma_xy = float(sigma_xy)
-        self.scale_factor = float(scale_factor)
+        self.sigma_xy = None if sigma_xy is None else float(sigma_xy)
+        self.scale_factor = None if scale_factor is None else float(scale_factor)
         self.calibration_samples = int(calibration_samples)
+
+    def bandwidths(self, height, width):
+        """``(sigma_xy in full-resolution pixels, scale_factor)`` for an image of this size."""
+        sigma_xy = default_sigma_xy(height, width) if self.sigma_xy is None else self.sigma_xy
+        scale = (default_scale_factor(height, width) if self.scale_factor is None
+                 else self.scale_factor)
+        return sigma_xy, scale
 
     def call(self, y_true, y_pred):
         logits, image, valid = crf_inputs(y_true, y_pred, type(self).__name__)
         probs = tf.nn.softmax(logits, axis=-1)
-        small_probs, small_image, small_valid = _downscale(probs, image, valid, self.scale_factor)
+        height, width = logits.shape[1], logits.shape[2]
+        if height is None or width is None:   # sizes known only at run time
+            side = tf.cast(tf.reduce_max(tf.shape(logits)[1:3]), tf.float64)
+            sigma_xy = (RELATIVE_SIGMA_XY * side if self.sigma_xy is None
+                        else tf.constant(self.sigma_xy, tf.float64))
+            scale = (tf.minimum(tf.constant(1.0, tf.float64), FILTERED_SIDE / side)
+                     if self.scale_factor is None else self.scale_factor)
+        else:
+            sigma_xy, scale = self.bandwidths(height, width)
+        small_probs, small_image, small_valid = _downscale(probs, image, valid, scale)
+        filtered_sigma = sigma_xy * scale
+        if tf.is_tensor(filtered_sigma):   # (a Python float stays exact in float64 images)
+            filtered_sigma = tf.cast(filtered_sigma, small_image.dtype)
         energy = dense_crf_energy(small_probs, small_image, small_valid, self.sigma_rgb,
-                                  self.sigma_xy * self.scale_factor, self.calibration_samples)
+                                  filtered_sigma, self.calibration_samples)
         valid_pixels = tf.reduce_sum(tf.cast(small_valid, energy.dtype), axis=[1, 2])
         per_image = self.weight * energy / tf.maximum(valid_pixels, 1.0)
         return tf.broadcast_to(per_image[:, None, None], tf.shape(valid))

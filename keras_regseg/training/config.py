@@ -123,15 +123,18 @@ class GDConfig:
 
     ``weight`` multiplies the regularizer; ``null`` takes the regularizer's
     own default (dense: rloss's 2e-9 in per-pixel units; grid: see
-    :data:`keras_regseg.methods.registry.GRID_DEFAULT_WEIGHT`).
+    :data:`keras_regseg.methods.registry.GRID_DEFAULT_WEIGHT`). Dense CRF:
+    ``sigma_rgb`` on the 0-255 scale; ``sigma_xy`` (pixels) and
+    ``scale_factor`` ``null`` follow the image size as rloss's 100 px and 0.5
+    follow its 513-px crops (see ``keras_regseg.losses.dense_crf``).
     """
 
     regularizer: str = "grid"
     weight: typing.Optional[float] = None
     relaxation: str = "bilinear"
     sigma_rgb: float = 15.0
-    sigma_xy: float = 100.0
-    scale_factor: float = 0.5
+    sigma_xy: typing.Optional[float] = None
+    scale_factor: typing.Optional[float] = None
 
 
 @dataclasses.dataclass
