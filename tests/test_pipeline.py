@@ -372,3 +372,31 @@ def test_training_and_eval_datasets_end_without_waiting_for_the_autotune_model()
                     make_eval_dataset(source, batch_size=2)):
         assert dataset.options().autotune.enabled is False
         assert len(list(dataset.take(2))) == 2
+
+
+def test_wsl4mis_augmentation_draws_a_flip_or_a_rotation_or_nothing():
+    import tensorflow as tf
+
+    from keras_regseg.data.augment import Augmentation, random_transform
+
+    augmentation = Augmentation.wsl4mis()
+    counts = {"reflection": 0, "rotation": 0, "identity": 0}
+    for i in range(400):
+        matrix, _ = random_transform(16, 16, augmentation, None, tf.constant([i, 7]))
+        linear = matrix.numpy()[:2, :2]
+        det = np.linalg.det(linear)
+        if det < 0:
+            counts["reflection"] += 1          # rot90 then a flip: never a pure rotation
+        elif np.allclose(linear, np.eye(2), atol=1e-6):
+            counts["identity"] += 1
+        else:
+            counts["rotation"] += 1
+            angle = abs(np.degrees(np.arctan2(linear[1, 0], linear[0, 0])))
+            assert angle <= 20.0 + 1e-3        # the small rotation, no quarter turns
+    assert 160 < counts["reflection"] < 240    # half
+    assert 60 < counts["rotation"] < 140       # a quarter
+    assert 60 < counts["identity"] < 140       # a quarter
+    # The medical preset (the default) keeps its draws: every sample gets a dihedral part.
+    medical = [random_transform(16, 16, Augmentation.medical(), None, tf.constant([i, 7]))[0]
+               for i in range(40)]
+    assert sum(np.allclose(m.numpy()[:2, :2], np.eye(2), atol=1e-6) for m in medical) < 20

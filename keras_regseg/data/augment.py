@@ -38,6 +38,12 @@ class Augmentation:
         rot90: rotate by a multiple of 90 degrees, uniform over the four.
         image_pad_value: image value for pixels from outside the image: a number,
             one number per channel, or ``"mean"`` (the image's mean colour).
+        flip_probability: chance of each enabled flip (1 = always).
+        exclusive: the dihedral part (rot90, flips) and the rotation are
+            alternatives: half of the samples get the dihedral part only, the
+            others the rotation with ``rotation_probability`` (WSL4MIS).
+        image_interpolation: ``"bilinear"`` or ``"nearest"`` (WSL4MIS
+            rotates images with ``order=0``).
 
     Crop size is an argument of the pipeline, not of the augmentation: random
     cropping also serves to batch images of different sizes.
@@ -49,7 +55,8 @@ class Augmentation:
     """
 
     def __init__(self, scale_range=None, hflip=False, vflip=False, rotation_degrees=0.0,
-                 rotation_probability=1.0, rot90=False, image_pad_value=0.0):
+                 rotation_probability=1.0, rot90=False, image_pad_value=0.0,
+                 flip_probability=0.5, exclusive=False, image_interpolation="bilinear"):
         if scale_range is not None:
             scale_range = tuple(float(s) for s in scale_range)
             if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
@@ -68,6 +75,14 @@ class Augmentation:
             image_pad_value = tuple(float(v) for v in image_pad_value)
         else:
             image_pad_value = float(image_pad_value)
+        if not 0 <= flip_probability <= 1:
+            raise ValueError(f"flip_probability must be in [0, 1]; got {flip_probability}.")
+        if image_interpolation not in ("bilinear", "nearest"):
+            raise ValueError(f"image_interpolation must be 'bilinear' or 'nearest'; got "
+                             f"{image_interpolation!r}.")
+        self.flip_probability = float(flip_probability)
+        self.exclusive = bool(exclusive)
+        self.image_interpolation = image_interpolation
         self.scale_range = scale_range
         self.hflip, self.vflip, self.rot90 = bool(hflip), bool(vflip), bool(rot90)
         self.rotation_degrees = float(rotation_degrees)
@@ -85,6 +100,14 @@ class Augmentation:
         by up to 20 degrees on half of the samples, pad with 0 (black background)."""
         return cls(hflip=True, rot90=True, rotation_degrees=20.0, rotation_probability=0.5)
 
+    @classmethod
+    def wsl4mis(cls):
+        """WSL4MIS's ``RandomGenerator`` exactly: half of the slices get rot90 then a flip
+        (always), a quarter a rotation by up to 20 degrees, a quarter nothing; images are
+        sampled by nearest neighbour (``order=0``)."""
+        return cls(hflip=True, flip_probability=1.0, rot90=True, rotation_degrees=20.0,
+                   rotation_probability=0.5, exclusive=True, image_interpolation="nearest")
+
     def is_identity(self):
         """True when no geometric transform is enabled."""
         return (self.scale_range is None and not (self.hflip or self.vflip or self.rot90)
@@ -94,7 +117,8 @@ class Augmentation:
         return {"scale_range": self.scale_range, "hflip": self.hflip, "vflip": self.vflip,
                 "rotation_degrees": self.rotation_degrees,
                 "rotation_probability": self.rotation_probability, "rot90": self.rot90,
-                "image_pad_value": self.image_pad_value}
+                "image_pad_value": self.image_pad_value, "flip_probability": self.flip_probability,
+                "exclusive": self.exclusive, "image_interpolation": self.image_interpolation}
 
     @classmethod
     def from_config(cls, config):
@@ -159,8 +183,12 @@ def random_transform(height, width, augmentation, crop_size, seed):
     ``[0, W] x [0, H]``), where scaling and flipping are linear; composing them
     resamples every pixel once, so labels are not rounded twice.
     """
-    seeds = tf.unstack(tf.random.experimental.stateless_split(
-        tf.cast(tf.convert_to_tensor(seed), tf.int64), num=8))
+    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, num=8))
+    dihedral = tf.constant(True)
+    if augmentation.exclusive:   # half of the draws take the dihedral part, the others may rotate
+        choice_seed = tf.random.experimental.stateless_fold_in(seed, 8)
+        dihedral = tf.random.stateless_uniform([], choice_seed) < 0.5
     size = tf.cast(tf.stack([height, width]), tf.int32)
     matrix = _matrix([[1, 0, 0], [0, 1, 0], [0, 0, 1]])  # output -> input, built outside-in
     if augmentation.scale_range is not None:
@@ -174,6 +202,8 @@ def random_transform(height, width, augmentation, crop_size, seed):
     if augmentation.rotation_degrees > 0:
         limit = augmentation.rotation_degrees * math.pi / 180
         rotate = tf.random.stateless_uniform([], seeds[1]) < augmentation.rotation_probability
+        if augmentation.exclusive:
+            rotate = rotate & ~dihedral
         angle = tf.where(rotate, tf.random.stateless_uniform([], seeds[2], -limit, limit), 0.0)
         cos, sin = tf.cos(angle), tf.sin(angle)
         centre_u, centre_v = tf.cast(size[1], tf.float32) / 2, tf.cast(size[0], tf.float32) / 2
@@ -181,13 +211,14 @@ def random_transform(height, width, augmentation, crop_size, seed):
                   @ _matrix([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]])
                   @ _translation(-centre_u, -centre_v))
     if augmentation.rot90:
-        turns = _uniform_int(seeds[3], 0, 3)
+        turns = tf.where(dihedral, _uniform_int(seeds[3], 0, 3), 0)
         matrix = matrix @ _rot90_matrix(turns, size[1], size[0])
         size = tf.where(turns % 2 == 1, size[::-1], size)
     for enabled, axis, flip_seed in ((augmentation.hflip, 1, seeds[4]),
                                      (augmentation.vflip, 0, seeds[5])):
         if enabled:
-            flip = tf.random.stateless_uniform([], flip_seed) < 0.5
+            flip = dihedral & (tf.random.stateless_uniform([], flip_seed)
+                               < augmentation.flip_probability)
             mirror = (_matrix([[-1, 0, size[1]], [0, 1, 0], [0, 0, 1]]) if axis == 1
                       else _matrix([[1, 0, 0], [0, -1, size[0]], [0, 0, 1]]))
             matrix = matrix @ tf.where(flip, mirror, tf.eye(3))
@@ -262,7 +293,7 @@ def augment_sample(sample, augmentation=None, crop_size=None, seed=(0, 0)):
     matrix, size = random_transform(shape[0], shape[1], augmentation, crop_size, seed)
     labels = _warp(labels, matrix, size, "NEAREST", "CONSTANT", float(PAD_INDEX))
     inside = labels[..., -1:] == 1
-    image = _warp(image, matrix, size, "BILINEAR", "NEAREST")
+    image = _warp(image, matrix, size, augmentation.image_interpolation.upper(), "NEAREST")
     out["image"] = tf.where(inside, image, _pad_color(out["image"], augmentation.image_pad_value))
     for i, key in enumerate(keys):
         out[key] = labels[..., i]

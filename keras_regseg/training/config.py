@@ -37,7 +37,8 @@ class DataConfig:
     ``size`` is the square side every image is resized to (ACDC slices) or
     generated at (synthetic); ``crop_size`` the random-crop side for
     variable-sized images (VOC). ``augmentation`` is ``"medical"``
-    (rotation, flips), ``"natural"`` (scale, crop, horizontal flip) or
+    (rotation, flips), ``"wsl4mis"`` (WSL4MIS's exact recipe, lighter: a flip
+    or a rotation or nothing), ``"natural"`` (scale, crop, horizontal flip) or
     ``"none"``. ``holdout_patients`` (ACDC) sets that many training patients
     apart and validates and scores on them instead of the test fold: the
     split to choose settings on.
@@ -269,7 +270,8 @@ class TrainConfig:
     def validate(self, source="<config>"):
         _choice(source, "method", self.method, METHODS)
         _choice(source, "data.name", self.data.name, DATASETS)
-        _choice(source, "data.augmentation", self.data.augmentation, ("medical", "natural", "none"))
+        _choice(source, "data.augmentation", self.data.augmentation,
+                ("medical", "wsl4mis", "natural", "none"))
         _choice(source, "full.loss", self.full.loss, ("ce_dice", "ce"))
         _choice(source, "gd.regularizer", self.gd.regularizer, ("grid", "dense"))
         _choice(source, "training.distribute", self.training.distribute, DISTRIBUTE)
