@@ -14,18 +14,7 @@ seen) to the next multiple and crops the result back.
 import numpy as np
 import tensorflow as tf
 
-
-def pad_to_multiple(images, multiple):
-    """Pad ``[B, H, W, C]`` images at the bottom/right so H and W divide by ``multiple``.
-
-    The padding of the exported SavedModel (reflection, zeros where an image is too
-    small to reflect), so that a ``.keras`` file and its export predict alike.
-    """
-    if multiple <= 1:
-        return images
-    from keras_regseg.export.saved_model import pad_to_multiple as reflect_or_zero_pad
-
-    return reflect_or_zero_pad(images, multiple)
+from keras_regseg.ops.padding import pad_to_multiple
 
 
 def make_predict_fn(model, batch_size=None):

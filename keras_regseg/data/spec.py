@@ -19,13 +19,6 @@ everything downstream sees one convention. Padding is kept apart from
 the image, while it must see unlabeled ones.
 """
 
-IGNORE_INDEX = 255
-"""Weak-label and dense-label value of a pixel without a label."""
-
-PAD_INDEX = 254
-"""Label value of a pixel outside the original image (crop padding)."""
-
-MAX_CLASSES = 254
-"""Class indices must stay below :data:`PAD_INDEX`."""
+from keras_regseg.constants import IGNORE_INDEX, MAX_CLASSES, PAD_INDEX  # noqa: F401
 
 SAMPLE_KEYS = ("image", "weak_label", "dense_label", "tags", "id")

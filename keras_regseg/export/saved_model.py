@@ -32,29 +32,9 @@ import tempfile
 
 import tensorflow as tf
 
+from keras_regseg.ops.padding import pad_to_multiple
+
 SIGNATURE_KEY = "serving_default"
-
-
-def pad_to_multiple(images, size_divisor):
-    """Pad ``[B, H, W, C]`` images at the bottom/right so H and W are multiples of ``size_divisor``.
-
-    Reflects the image along an axis when it is long enough (``pad < size``),
-    otherwise pads that axis with zeros. Works inside a graph with unknown sizes.
-
-    >>> x = tf.reshape(tf.range(9.0), [1, 3, 3, 1])
-    >>> pad_to_multiple(x, 4)[0, :, :, 0].numpy().tolist()
-    [[0.0, 1.0, 2.0, 1.0], [3.0, 4.0, 5.0, 4.0], [6.0, 7.0, 8.0, 7.0], [3.0, 4.0, 5.0, 4.0]]
-    >>> pad_to_multiple(x[:, :1], 4)[0, :, :, 0].numpy().tolist()  # 1 row: too short to reflect
-    [[0.0, 1.0, 2.0, 1.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
-    """
-    for axis in (1, 2):
-        size = tf.shape(images)[axis]
-        pad = (-size) % size_divisor
-        paddings = tf.one_hot(axis, 4, dtype=tf.int32)[:, None] * tf.stack([0, pad])[None, :]
-        images = tf.cond(pad < size,
-                         lambda: tf.pad(images, paddings, mode="REFLECT"),
-                         lambda: tf.pad(images, paddings))
-    return images
 
 
 class _ServingModule(tf.Module):

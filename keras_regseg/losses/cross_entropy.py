@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from keras_regseg.data.spec import IGNORE_INDEX
 from keras_regseg.losses.targets import unpack_targets
+from keras_regseg.ops.replicas import replica_sum
 
 
 def labeled_mask(labels, num_classes):
@@ -32,21 +33,6 @@ def per_pixel_log_probs(y_pred, from_logits):
     if from_logits:
         return tf.nn.log_softmax(y_pred, axis=-1)
     return tf.math.log(tf.clip_by_value(y_pred, 1e-12, 1.0))
-
-
-def replica_sum(value):
-    """``value`` summed over the replicas of the current ``tf.distribute`` strategy.
-
-    Inside ``strategy.run`` with several replicas this is an all-reduce (every
-    replica must call it); elsewhere, ``value`` itself.
-
-    >>> float(replica_sum(tf.constant(3.0)))
-    3.0
-    """
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
 def masked_cross_entropy(labels, log_probs):

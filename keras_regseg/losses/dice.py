@@ -19,7 +19,8 @@ import keras
 import tensorflow as tf
 
 from keras_regseg.data.spec import IGNORE_INDEX
-from keras_regseg.losses.cross_entropy import (CrossEntropy, labeled_mask, replica_sum)
+from keras_regseg.losses.cross_entropy import CrossEntropy, labeled_mask
+from keras_regseg.ops.replicas import replica_sum
 from keras_regseg.losses.targets import unpack_targets
 
 DICE_SMOOTH = 1e-5

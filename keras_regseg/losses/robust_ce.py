@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_regseg.losses.cross_entropy import replica_sum
+from keras_regseg.ops.replicas import replica_sum
 
 VOC_EPSILON = 0.944
 """The authors' outlier probability for full scribbles on Pascal VOC (K = 21)."""

@@ -52,11 +52,6 @@ ADM_GAMMA = 1.5
 """The authors' weight of the cross-entropy to the latent labeling."""
 
 
-def replicas():
-    """Replicas in sync of the current ``tf.distribute`` strategy (1 without one)."""
-    return tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, tf.float32)
-
-
 def unlabeled_mask(labels, num_classes):
     """1.0 on pixels inside the image without a seed (``IGNORE_INDEX``), else 0.0."""
     return tf.cast(tf.equal(labels, IGNORE_INDEX), tf.float32)
@@ -77,6 +72,8 @@ def latent_cross_entropy(latent, log_probs, mask):
 
 @keras.saving.register_keras_serializable(package="keras_regseg")
 class ADMModel(NetworkWrapper):
+    tracked = ("partial_cross_entropy", "latent_cross_entropy")
+
     """Train ``network`` by ADM (module docstring).
 
     Args:
@@ -105,21 +102,6 @@ class ADMModel(NetworkWrapper):
         self.max_iterations = int(max_iterations)
         self.processes = processes
         self.pool = pool
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.pce_tracker = keras.metrics.Mean(name="partial_cross_entropy")
-        self.latent_tracker = keras.metrics.Mean(name="latent_cross_entropy")
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.pce_tracker, self.latent_tracker]
-
-    def compile(self, *args, **kwargs):
-        """``keras.Model.compile`` with ``jit_compile=False`` (the solver runs in numpy)."""
-        if kwargs.get("jit_compile") not in (None, False, "auto"):
-            raise ValueError("ADMModel cannot be XLA-compiled: its latent step calls the solver "
-                             "through tf.numpy_function; pass jit_compile=False.")
-        kwargs["jit_compile"] = False
-        super().compile(*args, **kwargs)
 
     def _solve(self, probabilities, images, seeds):
         pool = self.pool or latent_solve.shared_pool(self.processes)
@@ -136,8 +118,8 @@ class ADMModel(NetworkWrapper):
         latent.set_shape(labels.shape)
         return latent
 
-    def loss_terms(self, y, logits):
-        """``(per-pixel loss [B, H, W], pCE, latent CE)`` of one batch."""
+    def loss_terms(self, y, logits, training=True):
+        """``{"loss": per-pixel pCE + gamma * latent CE, and both terms}`` of one batch."""
         labels, image = unpack_targets(y)
         if image is None:
             raise ValueError("ADMModel needs packed targets [labels, image] for the Potts term; "
@@ -147,32 +129,9 @@ class ADMModel(NetworkWrapper):
         latent = self.latent_labels(logits, labels, image)
         pce = masked_cross_entropy(labels, log_probs)
         latent_ce = latent_cross_entropy(latent, log_probs, unlabeled_mask(labels, num_classes))
-        return pce + self.gamma * latent_ce, tf.reduce_mean(pce), tf.reduce_mean(latent_ce)
-
-    def train_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            logits = self(x, training=True)
-            per_pixel, pce, latent_ce = self.loss_terms(y, logits)
-            # Per-replica mean divided by the replicas: summed gradients = global mean.
-            loss = tf.reduce_mean(per_pixel) / replicas()
-            if self.losses:
-                loss += tf.add_n([tf.cast(t, tf.float32) for t in self.losses]) / replicas()
-            scaled = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
-        return self._report(loss * replicas(), pce, latent_ce)
-
-    def test_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        per_pixel, pce, latent_ce = self.loss_terms(y, self(x, training=False))
-        return self._report(tf.reduce_mean(per_pixel), pce, latent_ce)
-
-    def _report(self, loss, pce, latent_ce):
-        self.loss_tracker.update_state(loss)
-        self.pce_tracker.update_state(pce)
-        self.latent_tracker.update_state(latent_ce)
-        return {metric.name: metric.result() for metric in self.metrics}
+        return {"loss": pce + self.gamma * latent_ce,
+                "partial_cross_entropy": tf.reduce_mean(pce),
+                "latent_cross_entropy": tf.reduce_mean(latent_ce)}
 
     def get_config(self):
         config = super().get_config()

@@ -67,6 +67,8 @@ class LatentCrossEntropy(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="keras_regseg")
 class CCNNModel(NetworkWrapper):
+    tracked = ("ccnn_violation", "ccnn_iterations")
+
     """Train ``network`` with CCNN's constrained latent targets.
 
     Args:
@@ -104,9 +106,6 @@ class CCNNModel(NetworkWrapper):
         self.initial_step = float(initial_step)
         self.solver_jit_compile = bool(solver_jit_compile)
         self.latent_loss = LatentCrossEntropy()
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.violation_tracker = keras.metrics.Mean(name="ccnn_violation")
-        self.iterations_tracker = keras.metrics.Mean(name="ccnn_iterations")
 
     @property
     def num_classes(self):
@@ -115,10 +114,6 @@ class CCNNModel(NetworkWrapper):
             return int(self.network.output_shape[-1])
         except (AttributeError, TypeError, ValueError):   # e.g. an unbuilt subclassed network
             return None
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.violation_tracker, self.iterations_tracker]
 
     def coarse_logits(self, logits):
         """Average-pool float32 logits by ``downscale`` (the solver's grid)."""
@@ -152,42 +147,17 @@ class CCNNModel(NetworkWrapper):
                               self.initial_step, self.solver_jit_compile)
         return tf.stop_gradient(solution.latent), coarse, solution
 
+    def loss_terms(self, y, logits, training=True):
+        """Cross-entropy to the latent ``P`` per coarse pixel, and the solver's figures."""
+        latent, coarse, solution = self.latent_targets(y, logits)
+        return {"loss": self.latent_loss.call(latent, coarse),
+                "ccnn_violation": solution.violation,
+                "ccnn_iterations": tf.cast(solution.iterations, tf.float32)}
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Cross-entropy to the latent ``P`` plus regularization losses.
-
-        Scaled by ``1 / replicas`` under ``tf.distribute`` (Keras's convention),
-        so that summing the replicas' gradients gives the global batch's mean.
-        """
-        latent, coarse, solution = self.latent_targets(y, y_pred)
-        if sample_weight is not None:
-            sample_weight = tf.reshape(tf.cast(sample_weight, tf.float32), [-1, 1, 1])
-        loss = self.latent_loss(latent, coarse, sample_weight=sample_weight)
-        if self.losses:
-            extra = tf.add_n([tf.cast(term, tf.float32) for term in self.losses])
-            loss = loss + extra / _replicas()
-        self.violation_tracker.update_state(solution.violation)
-        self.iterations_tracker.update_state(tf.cast(solution.iterations, tf.float32))
-        return loss
-
-    def train_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            logits = self(x, training=True)
-            loss = self.compute_loss(x, y, logits, sample_weight, training=True)
-            # Loss scaling for mixed precision (identity for plain optimizers).
-            scaled = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
-        return self._report(loss)
-
-    def test_step(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        logits = self(x, training=False)
-        return self._report(self.compute_loss(x, y, logits, sample_weight, training=False))
-
-    def _report(self, loss):
-        self.loss_tracker.update_state(loss * _replicas())
-        return {metric.name: metric.result() for metric in self.metrics}
+        """The replica's share of the loss (Keras's API): latent CE plus regularization,
+        scaled by ``1 / replicas`` under ``tf.distribute``."""
+        return self.objective(self.loss_terms(y, y_pred, training)["loss"], sample_weight)
 
     def _unpack_targets(self, y):
         if isinstance(y, dict):
@@ -217,8 +187,3 @@ class CCNNModel(NetworkWrapper):
             "solver_jit_compile": self.solver_jit_compile,
         })
         return config
-
-
-def _replicas():
-    """Replicas in sync of the current ``tf.distribute`` strategy (1 without one)."""
-    return tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, tf.float32)

@@ -43,7 +43,6 @@ from keras_regseg.losses.robust_ce import (check_epsilon, default_epsilon, max_e
                                            robust_cross_entropy,
                                            robust_cross_entropy_per_labeled_pixel,
                                            unpack_proposal_targets)
-from keras_regseg.methods.adm import replicas
 from keras_regseg.methods.wrapper import NetworkWrapper
 
 
@@ -81,16 +80,11 @@ class TrustRegionModel(NetworkWrapper):
         self.epsilon_logit = self.add_weight(
             shape=(), name="epsilon_logit", trainable=self.learn_epsilon,
             initializer=keras.initializers.Constant(math.log(ratio / (1 - ratio))))
-        self.loss_tracker = keras.metrics.Mean(name="loss")
 
     @property
     def epsilon(self):
         """The current outlier probability (a scalar tensor)."""
         return max_epsilon(self.num_classes) * tf.sigmoid(tf.cast(self.epsilon_logit, tf.float32))
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker]
 
     def compile(self, *args, **kwargs):
         """``keras.Model.compile``; the error model is kept out of weight decay."""
@@ -101,38 +95,16 @@ class TrustRegionModel(NetworkWrapper):
         if self.learn_epsilon and getattr(optimizer, "weight_decay", None):
             optimizer.exclude_from_weight_decay(var_list=[self.epsilon_logit])
 
-    def per_pixel_loss(self, y, logits):
-        """d_B per pixel ``[B, H, W]`` (mean = d_B per seed pixel)."""
+    def loss_terms(self, y, logits, training=True):
+        """d_B per pixel (mean = d_B per seed pixel) and the logged d_B per labeled pixel."""
         seeds, proposals, _ = unpack_proposal_targets(y)
-        return robust_cross_entropy(seeds, proposals, logits, self.epsilon)
+        return {"loss": robust_cross_entropy(seeds, proposals, logits, self.epsilon),
+                "logged_loss": robust_cross_entropy_per_labeled_pixel(seeds, proposals, logits,
+                                                                       self.epsilon)}
 
-    def readable_loss(self, y, logits):
-        """d_B per labeled pixel (the logged ``loss``)."""
-        seeds, proposals, _ = unpack_proposal_targets(y)
-        return robust_cross_entropy_per_labeled_pixel(seeds, proposals, logits, self.epsilon)
-
-    def train_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            logits = self(x, training=True)
-            # Per-replica mean divided by the replicas: summed gradients = global mean.
-            loss = tf.reduce_mean(self.per_pixel_loss(y, logits)) / replicas()
-            if self.losses:
-                loss += tf.add_n([tf.cast(t, tf.float32) for t in self.losses]) / replicas()
-            scaled = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
-        return self._report(self.readable_loss(y, logits))
-
-    def test_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._report(self.readable_loss(y, self(x, training=False)))
-
-    def _report(self, loss):
-        self.loss_tracker.update_state(loss)
-        logs = {metric.name: metric.result() for metric in self.metrics}
-        logs["epsilon"] = self.epsilon
-        return logs
+    def state_logs(self):
+        """The error model's current epsilon (after the step, when it is learned)."""
+        return {"epsilon": self.epsilon}
 
     def get_config(self):
         config = super().get_config()

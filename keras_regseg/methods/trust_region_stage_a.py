@@ -53,7 +53,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from keras_regseg.data.pipeline import without_autotune_model
-from keras_regseg.data.spec import IGNORE_INDEX
+from keras_regseg.constants import IGNORE_INDEX, MAX_CLASSES, PAD_INDEX
 from keras_regseg.inference import pad_to_multiple
 from keras_regseg.methods import latent_solve
 from keras_regseg.utils.files import atomic_write
@@ -206,7 +206,7 @@ class ProposalStore:
         proposal = self.maps(self._wanted_round(step)).get(sample_id.decode())
         if proposal is None or proposal.shape != seeds.shape:
             # No proposal yet (or from another image size): seeds only, the robust loss is pCE.
-            return latent_solve.seeds_only(seeds, 254)
+            return latent_solve.seeds_only(seeds, MAX_CLASSES)
         return proposal.astype(np.int32)
 
     def lookup(self, sample, step=None):
@@ -346,7 +346,7 @@ def proposal_dataset(source, network, batch_size=8, pool=None, initial=None, **s
         starts = None if initial is None else [initial(i.decode()) for i in ids]
         labels, energies = latent_solve.solve_labelings(probs, images, seeds, ids, pool=pool,
                                                         initial_labels=starts, **settings)
-        inside = np.maximum((seeds != 254).sum(axis=(1, 2)), 1)
+        inside = np.maximum((seeds != PAD_INDEX).sum(axis=(1, 2)), 1)
         return np.asarray(labels, np.int32), (energies / inside).astype(np.float32)
 
     def solve_batch(batch):
@@ -387,7 +387,7 @@ class RoundDiagnostics:
         self.changed = self.inside = 0
 
     def update(self, proposals, argmax, dense_labels):
-        """Add a batch: proposals (padding 254), the network's argmax, dense labels (or 255)."""
+        """Add a batch: proposals (PAD_INDEX off the image), the network's argmax, dense labels."""
         inside = proposals < self.num_classes
         self.changed += int((inside & (proposals != argmax)).sum())
         self.inside += int(inside.sum())
@@ -629,5 +629,5 @@ def grid_proposals(samples, network, pool=None, **settings):
         seeds = np.asarray(sample["weak_label"])[None]
         solved, _ = latent_solve.solve_labelings(probs, sample["image"][None], seeds,
                                                  [sample["id"]], pool=pool, **settings)
-        labels.append(np.where(solved[0] == IGNORE_INDEX, 254, solved[0]))
+        labels.append(np.where(solved[0] == IGNORE_INDEX, PAD_INDEX, solved[0]))
     return labels

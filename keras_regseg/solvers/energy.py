@@ -29,12 +29,7 @@ import functools
 
 import numpy as np
 
-# Mirrors of keras_regseg.data.spec (a test checks that they agree). Importing that
-# module runs keras_regseg/data/__init__.py, which imports TensorFlow: solver worker
-# processes would then take seconds and hundreds of MB to start.
-IGNORE_INDEX = 255
-PAD_INDEX = 254
-MAX_CLASSES = 254
+from keras_regseg.constants import IGNORE_INDEX, MAX_CLASSES, PAD_INDEX  # noqa: F401
 
 PROBABILITY_FLOOR = 1e-8
 """Probabilities are clipped to ``[PROBABILITY_FLOOR, 1]`` before ``-log``: a zero

@@ -1,0 +1,18 @@
+"""Label values and limits shared by every layer of keras_regseg (no dependencies).
+
+The one place these numbers are written: the data readers, the losses, the
+metrics and the solver (whose worker processes must start without TensorFlow)
+all import them from here.
+
+>>> IGNORE_INDEX, PAD_INDEX, MAX_CLASSES
+(255, 254, 254)
+"""
+
+IGNORE_INDEX = 255
+"""Weak-label and dense-label value of a pixel without a label."""
+
+PAD_INDEX = 254
+"""Label value of a pixel outside the original image (crop, rotation or size padding)."""
+
+MAX_CLASSES = PAD_INDEX
+"""Class indices must stay below :data:`PAD_INDEX`: at most 254 classes."""
