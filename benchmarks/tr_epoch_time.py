@@ -29,7 +29,7 @@ from keras_regseg.data.pipeline import make_training_dataset
 from keras_regseg.data.synthetic import SyntheticShapes
 from keras_regseg.losses import PartialCrossEntropy
 from keras_regseg.methods.latent_solve import close_shared_pool, shared_pool
-from keras_regseg.methods.trust_region import TrustRegionModel
+from keras_regseg.methods.trust_region_model import TrustRegionModel
 from keras_regseg.methods.trust_region_stage_a import ProposalStore, StageA
 from keras_regseg.models import build_model
 

@@ -1,8 +1,8 @@
 """Load saved keras_regseg models.
 
-Importing :mod:`keras_regseg` registers its layers, models and losses with
-Keras, so plain ``keras.saving.load_model`` works too; this helper adds a
-clear error for a missing file and keeps safe mode on by default: a ``.keras``
+This helper registers keras_regseg's layers, models and losses with Keras
+(after :func:`keras_regseg.register_keras_objects`, plain
+``keras.saving.load_model`` works too), gives a clear error for a missing file and keeps safe mode on by default: a ``.keras``
 file that carries Python code (a ``Lambda`` layer) is refused unless the
 caller trusts it (``safe_mode=False``).
 
@@ -20,9 +20,9 @@ import keras
 
 def load_model(path, safe_mode=True, compile=False):
     """Load a ``.keras`` file saved by keras_regseg (or any Keras model file)."""
-    import keras_regseg.losses  # noqa: F401  (registers the serializable classes)
-    import keras_regseg.methods  # noqa: F401
-    import keras_regseg.models  # noqa: F401
+    import keras_regseg
+
+    keras_regseg.register_keras_objects()
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such model file; expected a .keras file.")

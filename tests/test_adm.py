@@ -14,8 +14,8 @@ import pytest
 import tensorflow as tf
 
 from keras_regseg.losses.targets import pack_targets
-from keras_regseg.methods import adm, latent_solve
-from keras_regseg.methods.adm import ADMModel
+from keras_regseg.methods import adm_model as adm, latent_solve
+from keras_regseg.methods.adm_model import ADMModel
 from keras_regseg.solvers import SolverPool, solve_alpha_expansion
 
 CLASSES = 3
@@ -243,7 +243,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from test_adm import tiny_batch, tiny_network
     from keras_regseg.losses.targets import pack_targets
-    from keras_regseg.methods.adm import ADMModel
+    from keras_regseg.methods.adm_model import ADMModel
     from keras_regseg.solvers import SolverPool
 
     # Both replicas get the same four images: their per-replica means (over seeds and

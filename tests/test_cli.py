@@ -71,14 +71,37 @@ def test_readme_example_learns_from_scribbles():
     assert disk_iou > 0.6
 
 
-def test_a_fresh_process_loads_saved_networks_after_importing_the_package(tmp_path):
+def test_a_fresh_process_loads_saved_networks_after_registering_the_package(tmp_path):
     from keras_regseg.models import UNet
 
     path = tmp_path / "net.keras"
     UNet(num_classes=3, filters=(4, 8), dropout=0.0).save(path)
-    code = ("import keras, keras_regseg; m = keras.saving.load_model(%r); print(m.num_classes)"
-            % str(path))
+    for load in ("keras_regseg.register_keras_objects(); m = keras.saving.load_model(%r)",
+                 "m = keras_regseg.load_model(%r)"):
+        code = "import keras, keras_regseg; " + load % str(path) + "; print(m.num_classes)"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip().endswith("3")
+
+
+def test_importing_the_package_and_reading_configs_start_no_tensorflow():
+    code = ("import sys, keras_regseg; from keras_regseg.training.config import TrainConfig; "
+            "from keras_regseg.cli.train import build_parser; build_parser(); "
+            "TrainConfig.from_dict({'method': 'trust_region'}); "
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=300)
+                            timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().endswith("3")
+    assert result.stdout.strip() == "[]"
+
+
+def test_help_is_fast():
+    import time
+
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--help"],
+                            capture_output=True, text=True, timeout=120)
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 0 and "--method" in result.stdout
+    assert elapsed < 2.0, f"--help took {elapsed:.1f} s"

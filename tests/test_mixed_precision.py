@@ -13,9 +13,9 @@ from keras_regseg.losses import GridCRFLoss, PartialCrossEntropy, WeightedSumLos
 from keras_regseg.losses.robust_ce import pack_proposal_targets
 from keras_regseg.losses.targets import pack_targets
 from keras_regseg.methods import ccnn_model
-from keras_regseg.methods.adm import ADMModel
+from keras_regseg.methods.adm_model import ADMModel
 from keras_regseg.methods.ccnn_model import CCNNModel
-from keras_regseg.methods.trust_region import TrustRegionModel
+from keras_regseg.methods.trust_region_model import TrustRegionModel
 from keras_regseg.methods.trust_region_stage_a import in_graph_probabilities
 from keras_regseg.models import build_model
 from keras_regseg.solvers import SolverPool

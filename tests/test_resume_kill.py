@@ -383,7 +383,7 @@ import keras
 sys.path.insert(0, sys.argv[1])
 from test_trust_region import tiny_network, tiny_source
 from keras_regseg.data.pipeline import make_training_dataset
-from keras_regseg.methods.trust_region import TrustRegionModel
+from keras_regseg.methods.trust_region_model import TrustRegionModel
 from keras_regseg.methods.trust_region_stage_a import ProposalStore, StageA
 from keras_regseg.solvers import SolverPool
 

@@ -19,8 +19,8 @@ from keras_regseg.data.pipeline import make_training_dataset
 from keras_regseg.losses import robust_ce
 from keras_regseg.losses.robust_ce import (RobustCrossEntropy, default_epsilon,
                                            pack_proposal_targets, robust_cross_entropy)
-from keras_regseg.methods import trust_region, trust_region_stage_a
-from keras_regseg.methods.trust_region import TrustRegionModel
+from keras_regseg.methods import trust_region_model as trust_region, trust_region_stage_a
+from keras_regseg.methods.trust_region_model import TrustRegionModel
 from keras_regseg.methods.trust_region_stage_a import ProposalStore, StageA
 from keras_regseg.solvers import SolverPool, solve_alpha_expansion
 
@@ -373,7 +373,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from test_trust_region import tiny_network, tiny_source
     from keras_regseg.data.pipeline import make_training_dataset
-    from keras_regseg.methods.trust_region import TrustRegionModel
+    from keras_regseg.methods.trust_region_model import TrustRegionModel
     from keras_regseg.methods.trust_region_stage_a import ProposalStore, StageA
     from keras_regseg.solvers import SolverPool
 

@@ -75,7 +75,7 @@ def test_ranges_follow_the_base_configuration():
     grid = {hp.name: hp for hp in search_space(TrainConfig.from_dict({"method": "gd"})).space}
     assert grid["gd.weight"].default == 1.0
     dense = TrainConfig.from_dict({"method": "gd", "gd": {"regularizer": "dense"}})
-    from keras_regseg.methods.registry import regularizer_loss
+    from keras_regseg.methods.gd import regularizer_loss
     assert search_space(dense).values["gd.weight"] == regularizer_loss(dense.gd).weight
 
 
@@ -209,7 +209,9 @@ def test_a_tiny_tuning_run_writes_the_table_json_and_a_loadable_best_config(tmp_
 
 
 def test_docstring_examples():
-    for module in (tuning, tuning_report, search_space_module):
+    from keras_regseg.training import tuning_options
+
+    for module in (tuning_options, tuning_report, search_space_module):
         result = doctest.testmod(module)
         assert result.attempted >= 2 and result.failed == 0
 

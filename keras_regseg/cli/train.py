@@ -18,9 +18,9 @@ import argparse
 import os
 import sys
 
-from keras_regseg.training.config import (DATASETS, DISTRIBUTE, METHODS, PRECISIONS, ConfigError,
-                                          TrainConfig)
-from keras_regseg.training.tuning import DEFAULT_TRIALS, TUNERS, check_options, tune
+from keras_regseg.methods import registry
+from keras_regseg.training.config import DATASETS, DISTRIBUTE, PRECISIONS, ConfigError, TrainConfig
+from keras_regseg.training.tuning_options import DEFAULT_TRIALS, TUNERS, check_options
 
 
 def build_parser():
@@ -28,7 +28,10 @@ def build_parser():
         prog="keras-regseg-train", description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n".join(__doc__.split("\n")[2:]))
-    parser.add_argument("--method", choices=METHODS, help="training method (default: pce)")
+    parser.add_argument("--method", choices=registry.names(), metavar="METHOD",
+                        help="training method (default: pce): " + "; ".join(
+                            f"{record.name}: {record.summary}"
+                            for record in registry.records().values()))
     parser.add_argument("--config", help="YAML file with any of the config keys")
     parser.add_argument("--data", choices=DATASETS, help="dataset (default: synthetic)")
     parser.add_argument("--data-path", help="folder of the dataset (ACDC h5 folder, VOC root)")
@@ -104,6 +107,8 @@ def main(argv=None):
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.tune:
+        from keras_regseg.training.tuning import tune
+
         tune(config, trials=trials, tuner=tuner)
         return 0
     from keras_regseg.training.callbacks import NonFiniteLossError

@@ -1,116 +1,152 @@
-"""Robust trust region (Marin & Boykov, ICCV 2021), stage B: the network update.
+"""``--method trust_region``: the robust trust region (Marin & Boykov, ICCV 2021).
 
-Stage A (:mod:`keras_regseg.methods.trust_region_stage_a`) computes, every M
-epochs, a proposal labeling ``s`` of each training image near the current
-prediction. Stage B (:class:`TrustRegionModel`) trains the network on the
-augmented images with the robust cross-entropy d_B (eq. 22/24,
-:mod:`keras_regseg.losses.robust_ce`): seeds exact, proposal labels trusted
-up to the outlier probability ``epsilon``.
-
-The error model is either constant or learned: with ``learn_epsilon=True``
-``epsilon = (K - 1) / K * sigmoid(t)`` with a trainable ``t`` (so ``b > 0``
-always) fitted by the same gradient steps as the network. Minimizing d_B over
-``epsilon`` is maximum likelihood of the proposals under the outlier model
-(eq. 20) given the predictions: ``epsilon`` grows where the network disagrees
-with the proposals and shrinks where it agrees. Since the network is trained on
-those proposals it soon agrees with them: on ACDC (fine-tuning from pCE)
-``epsilon`` fell from 0.717 to 4e-6 within the first epoch, stage B became
-plain cross-entropy to the proposals, and Dice fell (0.68 against 0.80 after
-3 epochs). A constant ``epsilon`` is the default.
-
-Targets ``y`` are ``[seeds, proposals, image]`` (``pack_proposal_targets``);
-``call`` is the network's.
-
->>> import numpy as np, keras
->>> from keras_regseg.losses.robust_ce import pack_proposal_targets
->>> net = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(3, 3, padding="same")])
->>> model = TrustRegionModel(net, epsilon=0.5, learn_epsilon=True)
->>> model.compile(optimizer=keras.optimizers.SGD(0.1))
->>> x = np.random.default_rng(0).random((2, 8, 8, 1)).astype("float32")
->>> seeds = np.full((2, 8, 8), 255); seeds[:, 0, 0] = 0
->>> y = pack_proposal_targets(seeds, np.ones((2, 8, 8)), x)
->>> history = model.fit(x, y, batch_size=2, epochs=1, verbose=0)
->>> sorted(history.history), round(float(model.epsilon), 3) != 0.5
-(['epsilon', 'loss'], True)
+Stage A (:class:`~keras_regseg.methods.trust_region_stage_a.StageA`, a
+callback) solves a graph cut near the current prediction for every training
+image every M passes over the data; stage B
+(:class:`~keras_regseg.methods.trust_region_model.TrustRegionModel`) trains on
+the robust cross-entropy to those proposals, which the pipeline reads from a
+:class:`~keras_regseg.methods.trust_region_stage_a.ProposalStore` and augments
+with the images. :func:`trust_region_pieces` gives the three pieces for a
+user's own ``model.fit``.
 """
 
-import math
+import dataclasses
+import typing
 
-import keras
-import tensorflow as tf
+from keras_regseg.methods.method import (Method, MethodSetup, check, check_choice,
+                                         check_finite_nonnegative, check_positive)
 
-from keras_regseg.losses.robust_ce import (check_epsilon, default_epsilon, max_epsilon,
-                                           robust_cross_entropy,
-                                           robust_cross_entropy_per_labeled_pixel,
-                                           unpack_proposal_targets)
-from keras_regseg.methods.wrapper import NetworkWrapper
+ENERGIES = ("library", "authors")
 
 
-@keras.saving.register_keras_serializable(package="keras_regseg")
-class TrustRegionModel(NetworkWrapper):
-    """Stage B of the robust trust region around ``network`` (module docstring).
+@dataclasses.dataclass
+class TrustRegionConfig:
+    """Robust trust region: stage A (graph cut near the prediction) every ``every``
+    passes over the training data (the paper's M epochs, rounded to whole training
+    epochs), stage B (robust cross-entropy to the proposals) in between.
 
-    Args:
-      network: a ``keras.Model`` mapping images to logits ``[B, H, W, K]``
-        with a static ``K``.
-      epsilon: outlier probability of proposal pixels (``None``:
-        :func:`~keras_regseg.losses.robust_ce.default_epsilon` of ``K``, the
-        authors' VOC value carried over to ``K`` classes); the initial value
-        when learned.
-      learn_epsilon: fit ``epsilon`` with the network (the learnable error model).
+    ``lambda_weight`` is lambda of eq. 16 (0.05 full scribbles, 0.1 shortened)
+    per unit of Potts weight, ``potts_weight`` the Potts weight (100) against
+    Boykov-Jolly ``w_pq`` in [0, 1]: the solver's unary weight is their product
+    (see ``keras_regseg.methods.trust_region_stage_a``). ``epsilon`` is the outlier probability of
+    proposal pixels (``null``: the authors' 0.944 for 21 classes carried over to
+    K classes, see ``keras_regseg.losses.robust_ce.default_epsilon``);
+    ``learn_epsilon`` fits it during training. ``overlap`` runs stage-A rounds
+    after the first in the background. ``processes``: solver workers.
 
-    Metrics: ``loss`` (d_B per labeled pixel, seeds and proposals: the scale
-    of the other methods' cross-entropies) and ``epsilon``. The gradient step
-    is that of d_B per *seed* pixel, the authors' normalization (about 90
-    times the logged value on ACDC's scribbles).
+    ``energy: authors`` solves stage A as the authors' ``alpha_expansion.cpp``
+    does (see ``keras_regseg.solvers.alpha_expansion.ENERGIES``): lambda is
+    then their ``tr_weight`` itself (0.05 full scribbles, 0.1 shortened), the
+    Potts term is normalized per pixel (N_roi / N_pairs, about 1/4) and costs
+    are truncated to integers at scale 10000 / potts; in ``library`` units that
+    is lambda of about 0.002. ``warm_start`` starts each solve from the image's
+    previous proposal, as their code does.
     """
 
-    def __init__(self, network, epsilon=None, learn_epsilon=False, **kwargs):
-        super().__init__(network, **kwargs)
-        num_classes = network.output_shape[-1] if hasattr(network, "output_shape") else None
-        if not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"the network must output a static number K >= 2 of classes; got "
-                             f"output shape {getattr(network, 'output_shape', None)}.")
-        self.num_classes = num_classes
-        self.initial_epsilon = check_epsilon(
-            default_epsilon(num_classes) if epsilon is None else epsilon, num_classes)
-        self.configured_epsilon = None if epsilon is None else float(epsilon)
-        self.learn_epsilon = bool(learn_epsilon)
-        ratio = min(max(self.initial_epsilon / max_epsilon(num_classes), 1e-6), 1 - 1e-6)
-        self.epsilon_logit = self.add_weight(
-            shape=(), name="epsilon_logit", trainable=self.learn_epsilon,
-            initializer=keras.initializers.Constant(math.log(ratio / (1 - ratio))))
+    lambda_weight: float = 0.05
+    potts_weight: float = 100.0
+    energy: str = "library"
+    warm_start: bool = False
+    epsilon: typing.Optional[float] = None
+    learn_epsilon: bool = False
+    every: int = 5
+    max_iterations: int = 5
+    overlap: bool = True
+    processes: typing.Optional[int] = None
 
-    @property
-    def epsilon(self):
-        """The current outlier probability (a scalar tensor)."""
-        return max_epsilon(self.num_classes) * tf.sigmoid(tf.cast(self.epsilon_logit, tf.float32))
+    def validate(self):
+        check_finite_nonnegative("lambda_weight", self.lambda_weight)
+        check_finite_nonnegative("potts_weight", self.potts_weight)
+        check_choice("energy", self.energy, ENERGIES)
+        check_positive("every", self.every)
+        check_positive("max_iterations", self.max_iterations)
+        check(self.processes is None or self.processes >= 0, "processes", self.processes,
+              "null or an integer >= 0")
+        check(self.epsilon is None or 0.0 <= self.epsilon < 1.0, "epsilon", self.epsilon,
+              "null or 0 <= epsilon < (K - 1) / K")
 
-    def compile(self, *args, **kwargs):
-        """``keras.Model.compile``; the error model is kept out of weight decay."""
-        super().compile(*args, **kwargs)
-        # Under mixed_float16 compile wraps the optimizer in a LossScaleOptimizer, which has no
-        # weight decay of its own: the wrapped optimizer is the one that decays.
-        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
-        if self.learn_epsilon and getattr(optimizer, "weight_decay", None):
-            optimizer.exclude_from_weight_decay(var_list=[self.epsilon_logit])
+    def solver_settings(self):
+        """The solver's ``unary_weight``, ``potts_weight``, ``max_iterations`` and ``energy``."""
+        from keras_regseg.methods.trust_region_stage_a import solver_weights
 
-    def loss_terms(self, y, logits, training=True):
-        """d_B per pixel (mean = d_B per seed pixel) and the logged d_B per labeled pixel."""
-        seeds, proposals, _ = unpack_proposal_targets(y)
-        return {"loss": robust_cross_entropy(seeds, proposals, logits, self.epsilon),
-                "logged_loss": robust_cross_entropy_per_labeled_pixel(seeds, proposals, logits,
-                                                                       self.epsilon)}
+        if self.energy == "authors":   # their tr_weight and Potts weight, used as they are
+            unary_weight, potts_weight = self.lambda_weight, self.potts_weight
+        else:
+            unary_weight, potts_weight = solver_weights(self.lambda_weight, self.potts_weight)
+        return dict(unary_weight=unary_weight, potts_weight=potts_weight,
+                    max_iterations=self.max_iterations, energy=self.energy)
 
-    def state_logs(self):
-        """The error model's current epsilon (after the step, when it is learned)."""
-        return {"epsilon": self.epsilon}
 
-    def get_config(self):
-        config = super().get_config()
-        config.update({
-            "epsilon": self.configured_epsilon,
-            "learn_epsilon": self.learn_epsilon,
-        })
-        return config
+def trust_region_pieces(network, train_source, tr_config=None, every=1, batch_size=8,
+                        pool=None, progress=True):
+    """``(model, stage_a, store)`` for training ``network`` by the trust region in your own ``fit``.
 
+    ``model`` is the stage-B :class:`~keras_regseg.methods.trust_region_model.TrustRegionModel`
+    to compile and fit; ``stage_a`` the callback to pass to ``fit`` (a round
+    before training, then every ``every`` epochs); ``store.lookup`` the
+    ``proposals`` argument of :func:`keras_regseg.data.make_training_dataset`.
+    """
+    from keras_regseg.methods.latent_solve import shared_pool
+    from keras_regseg.methods.trust_region_model import TrustRegionModel
+    from keras_regseg.methods.trust_region_stage_a import ProposalStore, StageA
+
+    tr_config = tr_config or TrustRegionConfig()
+    store = ProposalStore()
+    model = TrustRegionModel(network, epsilon=tr_config.epsilon,
+                             learn_epsilon=tr_config.learn_epsilon)
+    stage_a = StageA(train_source, network, store, every=every, batch_size=batch_size,
+                     overlap=tr_config.overlap, warm_start=tr_config.warm_start,
+                     pool=pool or shared_pool(tr_config.processes), progress=progress,
+                     **tr_config.solver_settings())
+    return model, stage_a, store
+
+
+def setup(config, network, data):
+    from keras_regseg.methods.latent_solve import CloseSolverPool, shared_pool
+    from keras_regseg.methods.trust_region_stage_a import epochs_per_round, grid_proposals
+    from keras_regseg.training.distribute import ShardSource
+
+    if data is None:
+        raise ValueError("the trust region needs the training data (setup(..., data=)) for "
+                         "stage A.")
+    tr = config.trust_region
+    # Passes over the whole training set at the global batch (a multi-worker run gives this
+    # worker's shard, and batch_size is the global batch).
+    whole_set = data.train.source if isinstance(data.train, ShardSource) else data.train
+    every = epochs_per_round(tr.every, len(whole_set), config.training.batch_size,
+                             config.training.steps_per_epoch)
+    # Equal-sized training images (synthetic, ACDC) are solved in batches; others one by one.
+    batch_size = config.training.batch_size if data.input_size else 1
+    model, stage_a, store = trust_region_pieces(network, data.train, tr, every=every,
+                                                batch_size=batch_size)
+    settings = tr.solver_settings()
+
+    def extra_maps(_model, count=config.training.num_grid_images):
+        samples = [data.validation.load(i) for i in range(min(count, len(data.validation)))]
+        return {"proposal": grid_proposals(samples, network, pool=shared_pool(tr.processes),
+                                           **settings)}
+
+    return MethodSetup(model, None, "weak", callbacks=[stage_a, CloseSolverPool()],
+                       proposals=store.lookup, extra_maps=extra_maps)
+
+
+def search(hp, config, num_classes):
+    """lambda (log scale) and epsilon (a quarter of its maximum to 98 % of it).
+
+    The Potts weight is not searched: with the library energy stage A minimizes
+    ``potts * (lambda * sum -log f + sum w_pq [..])``, whose minimizer does not
+    depend on it.
+    """
+    from keras_regseg.losses.robust_ce import default_epsilon, max_epsilon
+    from keras_regseg.training.search_space import log_range
+
+    tr = config.trust_region
+    log_range(hp, "trust_region.lambda_weight", tr.lambda_weight)
+    epsilon = default_epsilon(num_classes) if tr.epsilon is None else tr.epsilon
+    top = max_epsilon(num_classes)
+    hp.Float("trust_region.epsilon", min(0.25 * top, epsilon), max(0.98 * top, epsilon),
+             default=float(epsilon))
+
+
+METHOD = Method("trust_region", "stage A: graph cut near the prediction; stage B: robust "
+                "cross-entropy", setup, config=TrustRegionConfig, search=search)

@@ -20,7 +20,8 @@ import typing
 
 import yaml
 
-METHODS = ("pce", "full", "gd", "adm", "trust_region", "ccnn")
+from keras_regseg.methods import registry
+
 DATASETS = ("synthetic", "acdc", "voc")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 PRECISIONS = ("none", "float16", "bfloat16")
@@ -110,124 +111,8 @@ class TrainingConfig:
     mixed_precision: str = "none"
 
 
-@dataclasses.dataclass
-class FullConfig:
-    """Full supervision on dense masks: ``loss`` is ``"ce_dice"`` (WSL4MIS's
-    ``0.5 * (CE + Dice)``, the default) or ``"ce"`` (cross-entropy alone)."""
-
-    loss: str = "ce_dice"
-
-
-@dataclasses.dataclass
-class GDConfig:
-    """Gradient descent on pCE + a CRF regularizer (``grid`` or ``dense``).
-
-    ``weight`` multiplies the regularizer; ``null`` takes the regularizer's
-    own default (dense: rloss's 2e-9 in per-pixel units; grid: see
-    :data:`keras_regseg.methods.registry.GRID_DEFAULT_WEIGHT`). Dense CRF:
-    ``sigma_rgb`` on the 0-255 scale; ``sigma_xy`` (pixels) and
-    ``scale_factor`` ``null`` follow the image size as rloss's 100 px and 0.5
-    follow its 513-px crops (see ``keras_regseg.losses.dense_crf``).
-    """
-
-    regularizer: str = "grid"
-    weight: typing.Optional[float] = None
-    relaxation: str = "bilinear"
-    sigma_rgb: float = 15.0
-    sigma_xy: typing.Optional[float] = None
-    scale_factor: typing.Optional[float] = None
-
-
-@dataclasses.dataclass
-class CCNNConfig:
-    """Constrained CNN from image tags (and optional size bits).
-
-    Bounds are fractions of the image, the paper's defaults (Pascal VOC):
-    each tagged class covers at least ``foreground_lower``, the background
-    between ``background_lower`` and ``background_upper``; with ``size_bits``
-    a large class (> 10 % of the image) at least ``large_lower`` and a small
-    one at most ``small_upper``. Set them from what is known of the domain.
-    """
-
-    size_bits: bool = False
-    downscale: int = 8
-    foreground_lower: float = 0.05
-    background_lower: float = 0.3
-    background_upper: float = 0.7
-    large_lower: float = 0.1
-    small_upper: float = 0.01
-    max_iterations: int = 3000
-    tolerance: float = 1e-3
-
-
-@dataclasses.dataclass
-class ADMConfig:
-    """ADM: a graph-cut latent step per batch, then one SGD step on pCE + gamma * CE(latent).
-
-    The latent step minimizes ``unary_weight * sum -log p + potts_weight * sum w_pq
-    [x_p != x_q]`` (Boykov-Jolly ``w_pq`` in [0, 1]); defaults are the authors'
-    (data cost 1000 * -log p, edge cost 1000 * 80 * w_pq, CE weight 1.5).
-    ``processes``: solver worker processes (``null``: one per CPU).
-    """
-
-    gamma: float = 1.5
-    potts_weight: float = 80.0
-    unary_weight: float = 1.0
-    max_iterations: int = 5
-    processes: typing.Optional[int] = None
-
-
-@dataclasses.dataclass
-class TrustRegionConfig:
-    """Robust trust region: stage A (graph cut near the prediction) every ``every``
-    passes over the training data (the paper's M epochs, rounded to whole training
-    epochs), stage B (robust cross-entropy to the proposals) in between.
-
-    ``lambda_weight`` is lambda of eq. 16 (0.05 full scribbles, 0.1 shortened)
-    per unit of Potts weight, ``potts_weight`` the Potts weight (100) against
-    Boykov-Jolly ``w_pq`` in [0, 1]: the solver's unary weight is their product
-    (see ``keras_regseg.methods.trust_region_stage_a``). ``epsilon`` is the outlier probability of
-    proposal pixels (``null``: the authors' 0.944 for 21 classes carried over to
-    K classes, see ``keras_regseg.losses.robust_ce.default_epsilon``);
-    ``learn_epsilon`` fits it during training. ``overlap`` runs stage-A rounds
-    after the first in the background. ``processes``: solver workers.
-
-    ``energy: authors`` solves stage A as the authors' ``alpha_expansion.cpp``
-    does (see ``keras_regseg.solvers.alpha_expansion.ENERGIES``): lambda is
-    then their ``tr_weight`` itself (0.05 full scribbles, 0.1 shortened), the
-    Potts term is normalized per pixel (N_roi / N_pairs, about 1/4) and costs
-    are truncated to integers at scale 10000 / potts; in ``library`` units that
-    is lambda of about 0.002. ``warm_start`` starts each solve from the image's
-    previous proposal, as their code does.
-    """
-
-    lambda_weight: float = 0.05
-    potts_weight: float = 100.0
-    energy: str = "library"
-    warm_start: bool = False
-    epsilon: typing.Optional[float] = None
-    learn_epsilon: bool = False
-    every: int = 5
-    max_iterations: int = 5
-    overlap: bool = True
-    processes: typing.Optional[int] = None
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """A whole training run."""
-
-    method: str = "pce"
-    output: typing.Optional[str] = None
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
-    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
-    full: FullConfig = dataclasses.field(default_factory=FullConfig)
-    gd: GDConfig = dataclasses.field(default_factory=GDConfig)
-    ccnn: CCNNConfig = dataclasses.field(default_factory=CCNNConfig)
-    adm: ADMConfig = dataclasses.field(default_factory=ADMConfig)
-    trust_region: TrustRegionConfig = dataclasses.field(default_factory=TrustRegionConfig)
+class _TrainConfigBase:
+    """Methods of :class:`TrainConfig` (its fields come from the method registry)."""
 
     @classmethod
     def from_dict(cls, values, source="<config>"):
@@ -265,25 +150,28 @@ class TrainConfig:
             for parent in parents:
                 node = node[parent]
             node[leaf] = value
-        return TrainConfig.from_dict(values, source=source)
+        return type(self).from_dict(values, source=source)
+
+    @property
+    def method_section(self):
+        """The config section of the chosen method (``None`` for a method without one)."""
+        section = registry.get(self.method).section
+        return None if section is None else getattr(self, section)
 
     def validate(self, source="<config>"):
-        _choice(source, "method", self.method, METHODS)
+        _choice(source, "method", self.method, registry.names())
+        for record in registry.records().values():
+            section = record.section and getattr(self, record.section)
+            if hasattr(section, "validate"):
+                try:
+                    section.validate()
+                except ValueError as error:
+                    raise ConfigError(f"{source}: {record.section}.{error}") from None
         _choice(source, "data.name", self.data.name, DATASETS)
         _choice(source, "data.augmentation", self.data.augmentation,
                 ("medical", "wsl4mis", "natural", "none"))
-        _choice(source, "full.loss", self.full.loss, ("ce_dice", "ce"))
-        _choice(source, "gd.regularizer", self.gd.regularizer, ("grid", "dense"))
         _choice(source, "training.distribute", self.training.distribute, DISTRIBUTE)
         _choice(source, "training.mixed_precision", self.training.mixed_precision, PRECISIONS)
-        _choice(source, "trust_region.energy", self.trust_region.energy, ("library", "authors"))
-        _choice(source, "gd.relaxation", self.gd.relaxation, ("bilinear", "quadratic"))
-        _positive(source, "ccnn.downscale", self.ccnn.downscale)
-        if not 0.0 <= self.ccnn.background_lower <= self.ccnn.background_upper <= 1.0:
-            raise ConfigError(f"{source}: ccnn.background_lower = {self.ccnn.background_lower} and "
-                              f"ccnn.background_upper = {self.ccnn.background_upper}; expected "
-                              "0 <= lower <= upper <= 1.")
-        self._validate_solver_methods(source)
         _positive(source, "training.iterations", self.training.iterations)
         _positive(source, "training.steps_per_epoch", self.training.steps_per_epoch)
         _positive(source, "training.batch_size", self.training.batch_size)
@@ -305,30 +193,30 @@ class TrainConfig:
             raise ConfigError(f"{source}: data.path is required for data.name = "
                               f"{self.data.name!r} (the folder holding the dataset).")
 
-    def _validate_solver_methods(self, source):
-        for key in ("adm.gamma", "adm.potts_weight", "adm.unary_weight",
-                    "trust_region.lambda_weight", "trust_region.potts_weight"):
-            section, name = key.split(".")
-            value = getattr(getattr(self, section), name)
-            if not value >= 0 or value == float("inf"):
-                raise ConfigError(f"{source}: {key} = {value!r}; expected a finite number >= 0.")
-        for key in ("adm.max_iterations", "trust_region.max_iterations", "trust_region.every"):
-            section, name = key.split(".")
-            _positive(source, key, getattr(getattr(self, section), name))
-        for key in ("adm.processes", "trust_region.processes"):
-            section, name = key.split(".")
-            value = getattr(getattr(self, section), name)
-            if value is not None and value < 0:
-                raise ConfigError(f"{source}: {key} = {value!r}; expected null or an integer >= 0.")
-        epsilon = self.trust_region.epsilon
-        if epsilon is not None and not 0.0 <= epsilon < 1.0:
-            raise ConfigError(f"{source}: trust_region.epsilon = {epsilon!r}; expected null or "
-                              "0 <= epsilon < (K - 1) / K.")
-
     @property
     def epochs(self):
         """Number of epochs of the method's phase (the last one may be partial)."""
         return -(-self.training.iterations // self.training.steps_per_epoch)
+
+
+def _field(kind):
+    return dataclasses.field(default_factory=kind)
+
+
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig",
+    [("method", str, dataclasses.field(default="pce")),
+     ("output", typing.Optional[str], dataclasses.field(default=None)),
+     ("data", DataConfig, _field(DataConfig)),
+     ("model", ModelConfig, _field(ModelConfig)),
+     ("optimizer", OptimizerConfig, _field(OptimizerConfig)),
+     ("training", TrainingConfig, _field(TrainingConfig)),
+     # One section per method that has settings, named as the method (its record's config).
+     *((record.section, record.config, _field(record.config))
+       for record in registry.records().values() if record.config is not None)],
+    bases=(_TrainConfigBase,))
+TrainConfig.__module__ = __name__
+TrainConfig.__doc__ = """A whole training run: data, model, optimizer, training and one section per method."""
 
 
 def _choice(source, key, value, allowed):

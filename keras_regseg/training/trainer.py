@@ -35,6 +35,7 @@ import yaml
 from keras_regseg.data.pipeline import make_training_dataset
 from keras_regseg.data.augment import Augmentation
 from keras_regseg.inference import make_predict_fn
+from keras_regseg.methods import registry
 from keras_regseg.methods.registry import prepare_method
 from keras_regseg.models import build_model
 from keras_regseg.training import callbacks as cb
@@ -112,7 +113,7 @@ def initial_network(config, data, output, verbose, strategy=None):
     with strategy.scope():
         network = build_model(config.model.name, num_classes=data.num_classes,
                               input_channels=data.channels, **config.model.options)
-    if training.pretrain_iterations and config.method not in ("pce", "full"):
+    if training.pretrain_iterations and registry.get(config.method).finetunes:
         pretrain_dir = os.path.join(output, "pretrain")
         finished = os.path.join(pretrain_dir, "model.keras")
         check_same_everywhere(strategy, os.path.exists(finished), f"whether {finished} exists",
