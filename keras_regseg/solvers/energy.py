@@ -440,14 +440,19 @@ def build_gco_problem(probabilities, seeds, edge_weights, labels, start, unary_w
     penalty = (incident[seed_sites] + 1).astype(np.int32)
     unary_int[seed_sites] = penalty[:, None]
     unary_int[seed_sites, compact_of_class[flat_seeds[seed_sites]]] = 0
+    return _gco_problem(unary_int, first, second, cost_int, labels, sites, start_compact, scale)
+
+
+def _gco_problem(unary, first, second, edge_costs, labels, sites, start, scale):
+    """A :class:`GcoProblem` whose arrays are the C-contiguous int32 GCO needs."""
     return GcoProblem(
-        unary=np.ascontiguousarray(unary_int),
+        unary=np.ascontiguousarray(unary, dtype=np.int32),
         first=np.ascontiguousarray(first, dtype=np.int32),
         second=np.ascontiguousarray(second, dtype=np.int32),
-        edge_costs=np.ascontiguousarray(cost_int),
+        edge_costs=np.ascontiguousarray(edge_costs, dtype=np.int32),
         labels=labels,
         sites=sites,
-        start=start_compact,
+        start=np.asarray(start, dtype=np.int32),
         scale=float(scale),
     )
 
@@ -523,13 +528,5 @@ def build_authors_problem(probabilities, seeds, edge_weights, labels, start, tr_
 
     compact_of_class = np.full(num_classes, -1, dtype=np.int64)
     compact_of_class[labels] = np.arange(labels.size)
-    return GcoProblem(
-        unary=np.ascontiguousarray(unary_int),
-        first=np.ascontiguousarray(first, dtype=np.int32),
-        second=np.ascontiguousarray(second, dtype=np.int32),
-        edge_costs=np.ascontiguousarray(cost_int),
-        labels=labels,
-        sites=sites,
-        start=compact_of_class[flat_start].astype(np.int32),
-        scale=float(scale),
-    )
+    return _gco_problem(unary_int, first, second, cost_int, labels, sites,
+                        compact_of_class[flat_start], scale)
