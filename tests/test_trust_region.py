@@ -48,6 +48,19 @@ def tiny_source(count=6, size=16, seed=0):
     return InMemorySource(images, seeds, CLASSES, dense_labels=dense)
 
 
+def tiny_trust_region_config(tmp_path, num_val, num_grid_images, **trust_region):
+    """A 2-epoch trust-region run on 8 synthetic 16 x 16 images, stage A every epoch."""
+    from keras_regseg.training.config import TrainConfig
+
+    return TrainConfig.from_dict({
+        "method": "trust_region", "output": str(tmp_path / "run"),
+        "data": {"size": 16, "num_train": 8, "num_val": num_val},
+        "model": {"options": {"filters": [4, 8], "dropout": 0.0}},
+        "training": {"iterations": 4, "steps_per_epoch": 2, "batch_size": 4,
+                     "num_grid_images": num_grid_images},
+        "trust_region": {"every": 1, "overlap": False, **trust_region}})
+
+
 @pytest.fixture(scope="module")
 def pool():
     with SolverPool(processes=0) as in_process:
@@ -309,16 +322,9 @@ def test_docstring_examples():
 
 
 def test_train_py_trust_region_logs_energies_and_draws_proposals(tmp_path):
-    from keras_regseg.training.config import TrainConfig
     from keras_regseg.training.trainer import train
 
-    config = TrainConfig.from_dict({
-        "method": "trust_region", "output": str(tmp_path / "run"),
-        "data": {"size": 16, "num_train": 8, "num_val": 4},
-        "model": {"options": {"filters": [4, 8], "dropout": 0.0}},
-        "training": {"iterations": 4, "steps_per_epoch": 2, "batch_size": 4,
-                     "num_grid_images": 2},
-        "trust_region": {"every": 1, "processes": 1, "overlap": False}})
+    config = tiny_trust_region_config(tmp_path, num_val=4, num_grid_images=2, processes=1)
     result = train(config, verbose=0)
     history = json.load(open(tmp_path / "run" / "metrics.json"))["history"]
     for key in ("stage_a_energy", "proposal_accuracy", "potts_energy", "val_potts_energy",
@@ -476,14 +482,8 @@ def test_authors_energy_trains_end_to_end_from_the_config(tmp_path):
     from keras_regseg.training.config import ConfigError, TrainConfig
     from keras_regseg.training.trainer import train
 
-    config = TrainConfig.from_dict({
-        "method": "trust_region", "output": str(tmp_path / "run"),
-        "data": {"size": 16, "num_train": 8, "num_val": 2},
-        "model": {"options": {"filters": [4, 8], "dropout": 0.0}},
-        "training": {"iterations": 4, "steps_per_epoch": 2, "batch_size": 4,
-                     "num_grid_images": 1},
-        "trust_region": {"every": 1, "processes": 0, "overlap": False, "energy": "authors",
-                         "lambda_weight": 0.05, "warm_start": True}})
+    config = tiny_trust_region_config(tmp_path, num_val=2, num_grid_images=1, processes=0,
+                                      energy="authors", lambda_weight=0.05, warm_start=True)
     train(config, verbose=0)
     history = json.load(open(tmp_path / "run" / "metrics.json"))["history"]
     assert all(0 <= v <= 1 for v in history["proposal_miou"])

@@ -204,19 +204,22 @@ def zoom_nearest(volume, size):
     ...                     scipy.ndimage.zoom(volume, (1, 7 / 5, 4 / 3), order=0)))
     True
     """
-    # Source indices + 1, so that zoom's out-of-bounds fill (0) becomes index -1.
-    rows, cols = (scipy.ndimage.zoom(np.arange(1, n + 1, dtype=np.float64), out / n,
-                                     order=0).astype(np.intp) - 1
-                  for n, out in zip(volume.shape[1:], size))
+    rows, cols = (_zoom_source_indices(n, out) for n, out in zip(volume.shape[1:], size))
     zoomed = volume[:, np.maximum(rows, 0)[:, None], np.maximum(cols, 0)[None, :]]
     zoomed[:, (rows < 0)[:, None] | (cols < 0)[None, :]] = 0
     return zoomed
 
 
+def _zoom_source_indices(size_in, size_out):
+    """``[size_out]``: the input index order-0 zoom copies to each output index (-1: its 0 fill)."""
+    # Source indices + 1, so that zoom's out-of-bounds fill (0) becomes index -1.
+    return scipy.ndimage.zoom(np.arange(1, size_in + 1, dtype=np.float64), size_out / size_in,
+                              order=0).astype(np.intp) - 1
+
+
 def _zoom_sources(size_in, size_out):
     """Boolean ``[size_in]``: the input indices that order-0 zoom copies to some output index."""
-    sources = scipy.ndimage.zoom(np.arange(1, size_in + 1, dtype=np.float64), size_out / size_in,
-                                 order=0).astype(np.intp) - 1
+    sources = _zoom_source_indices(size_in, size_out)
     kept = np.zeros(size_in, bool)
     kept[sources[sources >= 0]] = True
     return kept
