@@ -94,11 +94,11 @@ SOLVER_METHODS = {"adm": "adm.processes", "trust_region": "trust_region.processe
 
 PLAN = {
     "1": {"pce": 3, "full": 3, "grid_gd": 3, "trust_region": 3,
-          "pce_continued": 2, "dense_gd": 2, "adm": 2},
-    "0.3": {"pce": 2, "grid_gd": 2, "dense_gd": 2, "trust_region": 2},
-    "0": {"pce": 2, "grid_gd": 2, "dense_gd": 2, "trust_region": 2},
+          "pce_continued": 2, "dense_gd": 2, "adm": 2, "tr_authors": 2},
+    "0.3": {"pce": 2, "grid_gd": 2, "dense_gd": 2, "trust_region": 2, "tr_authors": 2},
+    "0": {"pce": 2, "grid_gd": 2, "dense_gd": 2, "trust_region": 2, "tr_authors": 2},
 }
-"""Seeds per cell of the experiment (issue 12): more where the comparison matters most."""
+"""Seeds per cell of the experiment: more where the comparison matters most."""
 QUICK_PLAN = {"1": {"pce": 2, "grid_gd": 2}, "0": {"pce": 2, "grid_gd": 2}}
 REFERENCE = "grid_gd"
 """Paired differences are taken against this method, seed by seed."""
@@ -298,7 +298,7 @@ def run_cells(cells, budget, args):
                 and not finished_metrics(dependency.folder(args.runs))):
             pending.insert(0, dependency)
             keys.add(dependency.key)
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     running, failed = {}, []
     total, done = len(pending), 0
     while pending or running:
@@ -451,6 +451,9 @@ def main():
     parser.add_argument("--methods", help=f"comma-separated, among {', '.join(METHODS)}")
     parser.add_argument("--seeds", help="comma-separated seeds (default: the plan's count per cell)")
     parser.add_argument("--jobs", type=int, default=1, help="cells trained at once (default 1)")
+    parser.add_argument("--threads", type=int,
+                        help="cores per cell (default: the machine's cores / --jobs; lower it "
+                             "when another benchmark shares the machine)")
     parser.add_argument("--status", action="store_true", help="list done and missing cells, train nothing")
     parser.add_argument("--no-train", action="store_true", help="table and JSON of finished cells only")
     parser.add_argument("--holdout", type=int, default=0,
@@ -464,6 +467,8 @@ def main():
     args = parser.parse_args()
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     budget = budget_of(args)
     args.runs = os.path.abspath(args.runs or os.path.join(
         "runs", f"bench_acdc_{args.profile}" + ("_quick" if args.quick else ""),
