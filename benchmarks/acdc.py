@@ -67,6 +67,7 @@ METHODS = {
     # The upper bound: WSL4MIS's 0.5 * (CE + Dice) on dense masks (and CE alone, its old row).
     "full": {"method": "full"},
     "full_ce": {"method": "full", "full.loss": "ce"},
+    "entropy": {"method": "entropy"},
     "grid_gd": {"method": "gd", "gd.regularizer": "grid", "gd.weight": 1.0},
     "dense_gd": {"method": "gd", "gd.regularizer": "dense"},
     # Discrete solvers in the loop (configs/adm_acdc.yaml, configs/trust_region_acdc.yaml).
@@ -78,7 +79,7 @@ METHODS = {
     "ccnn_tags": {"method": "ccnn", **CCNN_ACDC},
     "ccnn_size": {"method": "ccnn", **CCNN_ACDC, "ccnn.size_bits": True},
 }
-FINETUNED = {"pce_continued", "grid_gd", "dense_gd", "adm", "trust_region", "tr_authors"}
+FINETUNED = {"pce_continued", "entropy", "grid_gd", "dense_gd", "adm", "trust_region", "tr_authors"}
 BY_LENGTH = {
     # The trust region as its authors ran it (alpha_expansion.cpp's energy, warm starts):
     # tr_weight 0.05 and error probability 0.944 (K = 21) for full scribbles, 0.1 and 0.9516
@@ -94,7 +95,7 @@ SOLVER_METHODS = {"adm": "adm.processes", "trust_region": "trust_region.processe
 
 PLAN = {
     "1": {"pce": 3, "full": 3, "grid_gd": 3, "trust_region": 3,
-          "pce_continued": 2, "dense_gd": 2, "adm": 2, "tr_authors": 2},
+          "pce_continued": 2, "entropy": 2, "dense_gd": 2, "adm": 2, "tr_authors": 2},
     "0.3": {"pce": 2, "grid_gd": 2, "dense_gd": 2, "trust_region": 2, "tr_authors": 2},
     "0": {"pce": 2, "grid_gd": 2, "dense_gd": 2, "trust_region": 2, "tr_authors": 2},
 }

@@ -13,19 +13,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import CLASSES, tiny_network
 from keras_regseg.losses.targets import pack_targets
 from keras_regseg.methods import adm_model as adm, latent_solve
 from keras_regseg.methods.adm_model import ADMModel
 from keras_regseg.solvers import SolverPool, solve_alpha_expansion
 
-CLASSES = 3
-
-
-def tiny_network(seed=0, size=16):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((size, size, 1))
-    hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
-    return keras.Model(inputs, keras.layers.Conv2D(CLASSES, 1)(hidden))
 
 
 def tiny_batch(batch=4, size=16, seed=0):

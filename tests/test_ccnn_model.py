@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import helpers
 from keras_regseg.methods.ccnn_constraints import TagConstraintConfig, tag_constraints
 from keras_regseg.methods import ccnn_model
 from keras_regseg.methods.ccnn_dual import solve_dual
@@ -21,10 +22,7 @@ CLASSES = 3
 
 
 def tiny_network(seed=0, size=8):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((size, size, 1))
-    hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
-    return keras.Model(inputs, keras.layers.Conv2D(CLASSES, 1)(hidden))
+    return helpers.tiny_network(seed, size)
 
 
 def tiny_data(batch=4, size=8, seed=0):

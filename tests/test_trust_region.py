@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import CLASSES, tiny_network
 from keras_regseg.data.augment import Augmentation
 from keras_regseg.data.base import InMemorySource
 from keras_regseg.data.pipeline import make_training_dataset
@@ -24,14 +25,6 @@ from keras_regseg.methods.trust_region_model import TrustRegionModel
 from keras_regseg.methods.trust_region_stage_a import ProposalStore, StageA
 from keras_regseg.solvers import SolverPool, solve_alpha_expansion
 
-CLASSES = 3
-
-
-def tiny_network(seed=0, size=16):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((size, size, 1))
-    hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
-    return keras.Model(inputs, keras.layers.Conv2D(CLASSES, 1)(hidden))
 
 
 def tiny_source(count=6, size=16, seed=0):

@@ -5,6 +5,7 @@
   full-supervision loss;
 - CRF regularizers :class:`GridCRFLoss` (8-neighbourhood Potts, contrast-sensitive) and
   :class:`DenseCRFLoss` (Gaussian kernel through a permutohedral lattice);
+- :class:`EntropyLoss`: normalized entropy on unlabeled pixels (entropy minimization);
 - :class:`WeightedSumLoss` to combine them, e.g. pCE + CRF (the GD method);
 - :func:`potts_energy` / :class:`PottsEnergy`: the exact Potts energy of a hard labeling.
 """
@@ -14,6 +15,7 @@ from keras_regseg.losses.contrast import grid_edge_weights, grid_edge_weights_np
 from keras_regseg.losses.cross_entropy import CrossEntropy, PartialCrossEntropy
 from keras_regseg.losses.dice import DiceLoss, cross_entropy_plus_dice, soft_dice_loss
 from keras_regseg.losses.dense_crf import DenseCRFLoss, dense_crf_energy
+from keras_regseg.losses.entropy import EntropyLoss
 from keras_regseg.losses.grid_crf import GridCRFLoss, grid_crf_energy
 from keras_regseg.losses.permutohedral import PermutohedralLattice, gaussian_filter_bruteforce
 from keras_regseg.losses.potts import PottsEnergy, potts_energy, potts_energy_np

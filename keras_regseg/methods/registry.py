@@ -6,7 +6,7 @@ the tuner and the trainer read the records from here. Reading them imports no
 TensorFlow.
 
 >>> names()
-('pce', 'full', 'gd', 'adm', 'trust_region', 'ccnn')
+('pce', 'full', 'entropy', 'gd', 'adm', 'trust_region', 'ccnn')
 >>> get("gd").config.__name__, get("full").finetunes
 ('GDConfig', False)
 """
@@ -16,7 +16,7 @@ import importlib
 
 from keras_regseg.methods.method import Method, MethodSetup  # noqa: F401 (re-exported)
 
-METHOD_MODULES = ("pce", "full", "gd", "adm", "trust_region", "ccnn")
+METHOD_MODULES = ("pce", "full", "entropy", "gd", "adm", "trust_region", "ccnn")
 """Modules of :mod:`keras_regseg.methods` holding one ``METHOD`` record each, in display order."""
 
 
