@@ -30,7 +30,8 @@ from keras_regseg.data.synthetic import SyntheticShapes
 from keras_regseg.losses import PartialCrossEntropy
 from keras_regseg.methods.latent_solve import close_shared_pool, shared_pool
 from keras_regseg.methods.trust_region_model import TrustRegionModel
-from keras_regseg.methods.trust_region_stage_a import ProposalStore, StageA
+from keras_regseg.methods.proposal_store import ProposalStore
+from keras_regseg.methods.trust_region_stage_a import StageA
 from keras_regseg.models import build_model
 
 SIDE, BATCH, CLASSES = 128, 8, 4

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_regseg.training.distribute import (ShardSource, free_loopback_ports, is_chief,
+from keras_regseg.data.shard import ShardSource
+from keras_regseg.training.distribute import (free_loopback_ports, is_chief,
                                               make_strategy, read_tf_config, worker_count,
                                               worker_index)
 

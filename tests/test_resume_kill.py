@@ -384,7 +384,8 @@ sys.path.insert(0, sys.argv[1])
 from test_trust_region import tiny_network, tiny_source
 from keras_regseg.data.pipeline import make_training_dataset
 from keras_regseg.methods.trust_region_model import TrustRegionModel
-from keras_regseg.methods.trust_region_stage_a import ProposalStore, StageA
+from keras_regseg.methods.proposal_store import ProposalStore
+from keras_regseg.methods.trust_region_stage_a import StageA
 from keras_regseg.solvers import SolverPool
 
 source, network, store = tiny_source(count=8), tiny_network(), ProposalStore()
@@ -474,7 +475,9 @@ def test_stage_a_state_round_trip_and_a_changed_schedule(tmp_path):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from test_trust_region import tiny_network, tiny_source
 
-    from keras_regseg.methods.trust_region_stage_a import ProposalStore, StageA
+    from keras_regseg.methods.proposal_store import ProposalStore
+
+    from keras_regseg.methods.trust_region_stage_a import StageA
     from keras_regseg.solvers import SolverPool
 
     source, network = tiny_source(count=4), tiny_network()

@@ -22,7 +22,8 @@ from keras_regseg.losses.robust_ce import (RobustCrossEntropy, default_epsilon,
                                            pack_proposal_targets, robust_cross_entropy)
 from keras_regseg.methods import trust_region_model as trust_region, trust_region_stage_a
 from keras_regseg.methods.trust_region_model import TrustRegionModel
-from keras_regseg.methods.trust_region_stage_a import ProposalStore, StageA
+from keras_regseg.methods.proposal_store import ProposalStore
+from keras_regseg.methods.trust_region_stage_a import StageA
 from keras_regseg.solvers import SolverPool, solve_alpha_expansion
 
 
@@ -342,7 +343,7 @@ def test_stage_a_every_counts_passes_over_the_training_set(num_train, steps_per_
     from keras_regseg.methods.registry import prepare_method
     from keras_regseg.training.config import TrainConfig
     from keras_regseg.training.data_setup import build_training_data
-    from keras_regseg.training.distribute import ShardSource
+    from keras_regseg.data.shard import ShardSource
 
     config = TrainConfig.from_dict({
         "method": "trust_region", "data": {"size": 16, "num_train": num_train, "num_val": 2},
@@ -373,7 +374,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     from test_trust_region import tiny_network, tiny_source
     from keras_regseg.data.pipeline import make_training_dataset
     from keras_regseg.methods.trust_region_model import TrustRegionModel
-    from keras_regseg.methods.trust_region_stage_a import ProposalStore, StageA
+    from keras_regseg.methods.proposal_store import ProposalStore
+    from keras_regseg.methods.trust_region_stage_a import StageA
     from keras_regseg.solvers import SolverPool
 
     # Both replicas see the same 4 images (per-replica means then equal the global one).

@@ -5,7 +5,7 @@ callback) solves a graph cut near the current prediction for every training
 image every M passes over the data; stage B
 (:class:`~keras_regseg.methods.trust_region_model.TrustRegionModel`) trains on
 the robust cross-entropy to those proposals, which the pipeline reads from a
-:class:`~keras_regseg.methods.trust_region_stage_a.ProposalStore` and augments
+:class:`~keras_regseg.methods.proposal_store.ProposalStore` and augments
 with the images. :func:`trust_region_pieces` gives the three pieces for a
 user's own ``model.fit``.
 """
@@ -88,7 +88,8 @@ def trust_region_pieces(network, train_source, tr_config=None, every=1, batch_si
     """
     from keras_regseg.methods.latent_solve import shared_pool
     from keras_regseg.methods.trust_region_model import TrustRegionModel
-    from keras_regseg.methods.trust_region_stage_a import ProposalStore, StageA
+    from keras_regseg.methods.proposal_store import ProposalStore
+    from keras_regseg.methods.trust_region_stage_a import StageA
 
     tr_config = tr_config or TrustRegionConfig()
     store = ProposalStore()
@@ -104,7 +105,7 @@ def trust_region_pieces(network, train_source, tr_config=None, every=1, batch_si
 def setup(config, network, data):
     from keras_regseg.methods.latent_solve import CloseSolverPool, shared_pool
     from keras_regseg.methods.trust_region_stage_a import epochs_per_round, grid_proposals
-    from keras_regseg.training.distribute import ShardSource
+    from keras_regseg.data.shard import ShardSource
 
     if data is None:
         raise ValueError("the trust region needs the training data (setup(..., data=)) for "

@@ -43,6 +43,7 @@ from keras_regseg.losses.robust_ce import (check_epsilon, default_epsilon, max_e
                                            robust_cross_entropy,
                                            robust_cross_entropy_per_labeled_pixel,
                                            unpack_proposal_targets)
+from keras_regseg.methods.trust_region_stage_a import release_stage_a
 from keras_regseg.methods.wrapper import NetworkWrapper
 
 
@@ -94,6 +95,19 @@ class TrustRegionModel(NetworkWrapper):
         optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
         if self.learn_epsilon and getattr(optimizer, "weight_decay", None):
             optimizer.exclude_from_weight_decay(var_list=[self.epsilon_logit])
+
+    def fit(self, *args, **kwargs):
+        """``keras.Model.fit``, then stage A released however fitting ended.
+
+        Keras skips ``on_train_end`` when ``fit`` raises; the stage-A callback
+        must still stop holding back the input pipeline (:meth:`StageA.release
+        <keras_regseg.methods.trust_region_stage_a.StageA.release>`).
+        """
+        callbacks = kwargs.get("callbacks", args[5] if len(args) > 5 else None)
+        try:
+            return super().fit(*args, **kwargs)
+        finally:
+            release_stage_a(callbacks)
 
     def loss_terms(self, y, logits, training=True):
         """d_B per pixel (mean = d_B per seed pixel) and the logged d_B per labeled pixel."""

@@ -25,7 +25,8 @@ were 91.0 % accurate, the same for any network, and alpha-expansion took
 of un-augmented images -> the current network's softmax (in the graph) ->
 ``tf.numpy_function`` calling the shared solver pool. :class:`StageA` (a
 callback) runs a round before training and then every ``every`` epochs,
-and keeps the proposals in a :class:`ProposalStore`, which the stage-B
+and keeps the proposals in a
+:class:`~keras_regseg.methods.proposal_store.ProposalStore`, which the stage-B
 pipeline reads by sample id and augments together with image and seeds.
 
 Rounds after the first run in a background thread while training goes on
@@ -42,7 +43,6 @@ leaves the previous proposals in place, with a warning.
 """
 
 import os
-import sys
 import threading
 import time
 import warnings
@@ -95,180 +95,6 @@ def solver_weights(lambda_weight=TR_LAMBDA, potts_weight=TR_POTTS_WEIGHT):
     (5.0, 100.0)
     """
     return float(lambda_weight) * float(potts_weight), float(potts_weight)
-
-
-class ProposalStore:
-    """The proposals of the training samples by sample id, one version per stage-A round.
-
-    Thread-safe. :meth:`update` adds a round (the previous round's maps with
-    the given ids replaced); :meth:`get` reads the latest round. While a
-    schedule is set (:meth:`start_schedule`, by :class:`StageA` during
-    ``fit``), :meth:`lookup` serves each sample the round its training step
-    belongs to, waiting for that round if ``tf.data`` prefetches ahead of it:
-    which proposals a step trains on then never depends on timing, so that a
-    run is reproducible and a resumed run repeats the uninterrupted one.
-
-    >>> store = ProposalStore()
-    >>> store.update({"a": np.ones((2, 2), np.int32)})
-    >>> store.get("a").tolist(), store.get("b") is None, len(store), store.rounds
-    ([[1, 1], [1, 1]], True, 1, 1)
-    >>> store.update({"b": np.zeros((2, 2), np.int32)})
-    >>> store.maps(1).keys() == {"a"}, sorted(store.maps())
-    (True, ['a', 'b'])
-    """
-
-    KEEP = 2
-    """Rounds kept: the one the current epoch trains on and the next."""
-
-    def __init__(self):
-        self._versions = {}           # round number (1, 2, ...) -> {sample id: uint8 map}
-        self._condition = threading.Condition()
-        self._round_of_step = None    # step -> round number, while a schedule is set
-        self._running = None
-        self.rounds = 0
-
-    def __len__(self):
-        return len(self.maps())
-
-    def get(self, sample_id):
-        """The latest proposal of ``sample_id`` (``None`` if it has none)."""
-        return self.maps().get(sample_id)
-
-    def maps(self, round_number=None):
-        """``{id: map}`` of a round (default: the latest; the oldest kept if it is gone)."""
-        versions = self._versions
-        if not versions:
-            return {}
-        if round_number is None or round_number not in versions:
-            kept = sorted(versions)
-            if round_number is None or round_number > kept[-1]:
-                return versions[kept[-1]]
-            return versions[kept[0]]
-        return versions[round_number]
-
-    def update(self, proposals):
-        """Add a round: the latest maps with the given ids (dict id -> int label map) replaced."""
-        merged = dict(self.maps())
-        merged.update({str(k): np.asarray(v, np.uint8) for k, v in proposals.items()})
-        self._publish(self.rounds + 1, merged)
-
-    def restore(self, round_number, maps):
-        """Make ``maps`` round ``round_number``, dropping every other round (a resumed run)."""
-        with self._condition:
-            self._versions = {}
-        self._publish(int(round_number), {str(k): np.asarray(v, np.uint8) for k, v in maps.items()})
-
-    def _publish(self, round_number, maps):
-        with self._condition:
-            versions = {k: v for k, v in self._versions.items() if k > round_number - self.KEEP}
-            versions[round_number] = maps
-            self._versions = versions   # one reference swap: readers see a whole round or none
-            self.rounds = round_number
-            self._condition.notify_all()
-
-    def start_schedule(self, round_of_step, running=None):
-        """Serve step ``t`` the round ``round_of_step(t)``, waiting for it when needed.
-
-        ``round_of_step`` returns ``None`` while it cannot tell yet (lookups
-        wait); call :meth:`start_schedule` again when that changes.
-        ``running()`` (optional) says whether training still goes on: when it
-        turns false (``fit`` left by an exception, without ``on_train_end``),
-        waiting lookups give up, so that ``tf.data``, which waits for its
-        pending calls when the iterator is deleted, does not hang.
-        """
-        with self._condition:
-            self._round_of_step, self._running = round_of_step, running
-            self._condition.notify_all()
-
-    def stop_schedule(self):
-        """Serve the latest round again and release every waiting lookup."""
-        with self._condition:
-            self._round_of_step = self._running = None
-            self._condition.notify_all()
-
-    def _wanted_round(self, step):
-        if step < 0:
-            return None
-        with self._condition:
-            # The round is computed by the stage-A callback at an epoch start (or in the
-            # background); tf.data may ask for a later step's sample long before that.
-            while self._round_of_step is not None:
-                wanted = self._round_of_step(int(step))
-                if wanted is not None and self.rounds >= wanted:
-                    return wanted
-                if self._running is not None and not self._running():
-                    self._round_of_step = self._running = None
-                    break
-                self._condition.wait(timeout=0.5)
-            return None   # no schedule (any more): the latest round
-
-    def _lookup(self, sample_id, seeds, step=-1):
-        proposal = self.maps(self._wanted_round(step)).get(sample_id.decode())
-        if proposal is None or proposal.shape != seeds.shape:
-            # No proposal yet (or from another image size): seeds only, the robust loss is pCE.
-            return latent_solve.seeds_only(seeds, MAX_CLASSES)
-        return proposal.astype(np.int32)
-
-    def lookup(self, sample, step=None):
-        """A ``tf.data`` map helper: the proposal of a sample dict (``id``, ``weak_label``).
-
-        ``step`` (int64 scalar tensor, optional): the training step the sample
-        goes to, as :func:`~keras_regseg.data.pipeline.make_training_dataset`
-        passes it; without it, or without a schedule, the latest round.
-        """
-        step = tf.constant(-1, tf.int64) if step is None else tf.cast(step, tf.int64)
-        proposal = tf.numpy_function(self._lookup, [sample["id"], sample["weak_label"], step],
-                                     tf.int32, stateful=True, name="trust_region_proposal")
-        proposal.set_shape(sample["weak_label"].shape)
-        return proposal
-
-    def save(self, path):
-        """Write the latest round to ``path`` (``.npz``: ids, maps, round number)."""
-        maps = self.maps()
-        ids = sorted(maps)
-        arrays = {f"map_{i}": maps[k] for i, k in enumerate(ids)}
-        with open(path, "wb") as f:
-            np.savez(f, ids=np.asarray(ids, dtype=str), round=np.int64(self.rounds), **arrays)
-
-    def load(self, path):
-        """Read a round written by :meth:`save` (it becomes the only round kept)."""
-        with np.load(path, allow_pickle=False) as saved:
-            ids = [str(i) for i in saved["ids"]]
-            self.restore(int(saved["round"]), {k: saved[f"map_{i}"] for i, k in enumerate(ids)})
-
-
-class CallerRunning:
-    """Whether the function that called the current callback method (``fit``) still runs.
-
-    Created inside a callback's ``on_train_begin``; true while the thread's
-    stack still holds that ``fit`` frame. Keeps no reference to the frame
-    (which would keep ``fit``'s data iterator alive).
-    """
-
-    def __init__(self):
-        frame = sys._getframe(1)
-        callbacks_dir = os.path.dirname(keras.callbacks.Callback.__init__.__code__.co_filename)
-        # Skip the callback method itself and Keras's CallbackList dispatch.
-        while frame is not None and (frame.f_code.co_filename.startswith(callbacks_dir)
-                                     or "self" in frame.f_locals
-                                     and isinstance(frame.f_locals["self"],
-                                                    keras.callbacks.Callback)):
-            frame = frame.f_back
-        self.thread = threading.get_ident()
-        self.code = frame.f_code if frame is not None else None
-        self.frame_id = id(frame)
-        del frame
-
-    def __call__(self):
-        frame = sys._current_frames().get(self.thread)
-        try:
-            while frame is not None:
-                if id(frame) == self.frame_id and frame.f_code is self.code:
-                    return True
-                frame = frame.f_back
-            return False
-        finally:
-            del frame
 
 
 def in_graph_probabilities(network):
@@ -421,7 +247,7 @@ class StageA(keras.callbacks.Callback):
       source: the training :class:`~keras_regseg.data.base.SegmentationSource`
         (un-augmented images and their seeds).
       network: the network being trained (predictions are taken from it).
-      store: the :class:`ProposalStore` the stage-B pipeline reads.
+      store: the :class:`~keras_regseg.methods.proposal_store.ProposalStore` the stage-B pipeline reads.
       every: M, epochs per round.
       batch_size: images per prediction/solver batch (1 for images of different sizes).
       unary_weight, potts_weight: the solver's weights of ``-log f`` and of the
@@ -484,7 +310,7 @@ class StageA(keras.callbacks.Callback):
         self.snapshot = NetworkSnapshot(network)
         self._dataset = None       # the round's pipeline, built (and traced) once
         self._thread = None
-        self._schedule = self._running = None
+        self._schedule = None
         self._first_round = None   # the store's round number that epoch 0 trains on
         self._saved_round = None   # the round whose file this process wrote or restored
 
@@ -549,9 +375,8 @@ class StageA(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         steps = (self.params or {}).get("steps")
         self._schedule = self._round_of_step(int(steps)) if steps else None
-        self._running = CallerRunning()
         if self._schedule is not None:
-            self.store.start_schedule(self._schedule, self._running)
+            self.store.start_schedule(self._schedule)
 
     def _round_of_step(self, steps_per_epoch):
         def round_of_step(step):
@@ -570,7 +395,7 @@ class StageA(keras.callbacks.Callback):
                 self._run_safely()
             self._first_round = self.store.rounds - self.rounds_used(epoch)
             if self._schedule is not None:
-                self.store.start_schedule(self._schedule, self._running)   # waiting: go on
+                self.store.start_schedule(self._schedule)   # waiting: go on
         self.wait()
         if self.store.rounds >= self._first_round + self.rounds_started(epoch):
             return
@@ -590,6 +415,17 @@ class StageA(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.wait()
+        self.release()
+
+    def release(self):
+        """Fitting has ended, returned or raised: stop serving rounds by step.
+
+        Keras calls ``on_train_end`` only when ``fit`` returns;
+        :meth:`TrustRegionModel.fit
+        <keras_regseg.methods.trust_region_model.TrustRegionModel.fit>` and
+        the distributed loop call this however fitting ends, so that no
+        ``tf.data`` lookup waits for a round that will never come.
+        """
         self.store.stop_schedule()
         self._first_round = None   # a later fit starts from the latest round
 
@@ -618,6 +454,13 @@ class StageA(keras.callbacks.Callback):
                           f"overlap={state['overlap']}; this run asks for every={self.every}, "
                           f"overlap={self.overlap}: the resumed run follows the new schedule "
                           "from the saved proposals.", RuntimeWarning)
+
+
+def release_stage_a(callbacks):
+    """Call :meth:`StageA.release` on the stage-A callbacks among ``callbacks`` (may be ``None``)."""
+    for callback in callbacks or ():
+        if isinstance(callback, StageA):
+            callback.release()
 
 
 def grid_proposals(samples, network, pool=None, **settings):

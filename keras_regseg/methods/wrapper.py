@@ -63,6 +63,16 @@ class NetworkWrapper(keras.Model):
         kwargs["jit_compile"] = False
         super().compile(*args, **kwargs)
 
+    def compile_from_config(self, config):
+        """Compile as saved, so that a reloaded model trains on (optimizer state included).
+
+        Keras leaves models with a ``compile`` of their own uncompiled on load;
+        this one only adds ``jit_compile=False``, which the saved config keeps.
+        """
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:   # the optimizer's variables exist before load_model restores them
+            self.optimizer.build(self.trainable_variables)
+
     def loss_terms(self, y, logits, training):
         """The method's loss for one batch: a dict with ``"loss"`` and logged scalars.
 

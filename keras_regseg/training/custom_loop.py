@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_regseg.methods.trust_region_stage_a import release_stage_a
 from keras_regseg.training.callbacks.checkpoint import ResumableBackup
 
 
@@ -58,12 +59,21 @@ def fit_distributed(model, dataset, epochs, steps_per_epoch, callbacks=(), verbo
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
     step = make_train_step(model, strategy)
-    iterator = None
     callbacks = keras.callbacks.CallbackList(
         list(callbacks), add_history=True, add_progbar=verbose != 0, model=model,
         verbose=verbose, epochs=epochs, steps=steps_per_epoch)
     history = next(c for c in callbacks.callbacks if isinstance(c, keras.callbacks.History))
     model.stop_training = False
+    try:
+        _train_epochs(model, strategy, step, dataset, callbacks, epochs, steps_per_epoch)
+    finally:   # on_train_end does not run when a step raises: stage A must still let go
+        release_stage_a(callbacks.callbacks)
+    return history
+
+
+def _train_epochs(model, strategy, step, dataset, callbacks, epochs, steps_per_epoch):
+    """The epochs of :func:`fit_distributed`, between ``on_train_begin`` and ``on_train_end``."""
+    iterator = None
     callbacks.on_train_begin()
     initial_epoch = getattr(model, "_initial_epoch", None) or 0
     check_same_everywhere(strategy, initial_epoch, "the epoch to resume from",
@@ -93,7 +103,6 @@ def fit_distributed(model, dataset, epochs, steps_per_epoch, callbacks=(), verbo
         if any_worker(strategy, model.stop_training):
             break
     callbacks.on_train_end(logs)
-    return history
 
 
 def make_train_step(model, strategy):

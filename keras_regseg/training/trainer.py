@@ -32,8 +32,9 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from keras_regseg.data.pipeline import make_training_dataset
 from keras_regseg.data.augment import Augmentation
+from keras_regseg.data.pipeline import make_training_dataset
+from keras_regseg.data.shard import ShardSource
 from keras_regseg.inference import make_predict_fn
 from keras_regseg.methods import registry
 from keras_regseg.methods.registry import prepare_method
@@ -42,7 +43,7 @@ from keras_regseg.training import callbacks as cb
 from keras_regseg.training.config import TrainConfig
 from keras_regseg.training.custom_loop import WorkerBackup, check_same_everywhere, fit_distributed
 from keras_regseg.training.data_setup import build_training_data
-from keras_regseg.training.distribute import (ShardSource, is_chief, make_strategy, worker_count,
+from keras_regseg.training.distribute import (is_chief, make_strategy, worker_count,
                                               worker_index)
 from keras_regseg.training.evaluation import evaluate_run
 from keras_regseg.training.potts_logging import PottsEnergyCallback
