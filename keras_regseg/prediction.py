@@ -15,7 +15,8 @@ of them), runs the network at each image's own size and writes, under
 
 Images are converted to the network's channels (RGB to luminance for a
 one-channel network, grey copied to three channels for an RGB one; counted in
-the summary). Unreadable files (corrupt, truncated, not images) are skipped
+the summary). Unreadable files (corrupt, truncated, not images, or larger than
+``max_pixels`` by their header) are skipped
 with a :class:`SkippedImageWarning` naming them and counted in the summary;
 they never stop the run. Every output file is written atomically.
 
@@ -52,9 +53,11 @@ import tqdm
 from PIL import Image
 
 import keras_regseg.models  # noqa: F401  (registers the network classes for load_model)
+from keras_regseg.constants import MAX_IMAGE_PIXELS
 from keras_regseg.data.io import read_image, write_label_png
 from keras_regseg.export import load_serving
 from keras_regseg.inference import make_predict_fn
+from keras_regseg.saving import check_safe_keras
 from keras_regseg.utils.files import atomic_write
 from keras_regseg.visualization import colorize
 
@@ -85,6 +88,7 @@ class Segmenter:
     predict: typing.Callable
     channels: int
     name: str
+    num_classes: typing.Optional[int] = None
 
 
 @dataclasses.dataclass
@@ -167,16 +171,16 @@ def load_segmenter(model_or_path, unsafe=False):
     A SavedModel folder is one written by
     :func:`~keras_regseg.export.export_saved_model` (a version folder or its
     parent, whose latest version is used). ``.keras`` files load in safe mode
-    unless ``unsafe=True``.
+    and SavedModel graphs are checked for ops beyond tensor arithmetic
+    (:mod:`keras_regseg.export.graph_check`) unless ``unsafe=True``.
     """
     if isinstance(model_or_path, keras.Model):
         return _keras_segmenter(model_or_path, getattr(model_or_path, "name", "model"))
     path = os.fspath(model_or_path)
     if os.path.isdir(path):
-        serving = load_serving(path)
-        channels = serving.signature.structured_input_signature[1]["images"].shape[-1]
+        serving = load_serving(path, unsafe=unsafe)
         return _checked(Segmenter(lambda images: serving(images)["probabilities"].numpy(),
-                                  channels, path))
+                                  serving.channels, path, serving.num_classes))
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: model not found; expected a .keras file or a "
                                 "SavedModel folder.")
@@ -191,6 +195,7 @@ def load_keras_model(path, unsafe=False):
     Raises :class:`UnsafeModelError` naming the file when safe mode refuses
     it, and ``ValueError`` naming the file when it cannot be loaded at all.
     """
+    check_safe_keras()
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except ValueError as error:
@@ -208,7 +213,8 @@ def load_keras_model(path, unsafe=False):
 
 def _keras_segmenter(model, name):
     channels = model.inputs[0].shape[-1] if getattr(model, "inputs", None) else None
-    return _checked(Segmenter(make_predict_fn(model), channels, name))
+    classes = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
+    return _checked(Segmenter(make_predict_fn(model), channels, name, classes))
 
 
 def _checked(segmenter):
@@ -221,13 +227,13 @@ def _checked(segmenter):
     return segmenter
 
 
-def read_for_model(path, channels):
+def read_for_model(path, channels, max_pixels=MAX_IMAGE_PIXELS):
     """``(image float32 [H, W, channels], converted)``: the file converted to ``channels``.
 
     ``converted`` says whether a greyscale file became RGB or the reverse.
     Raises ``ValueError`` naming the file when it cannot be decoded.
     """
-    image = read_image(path, channels=channels)
+    image = read_image(path, channels=channels, max_pixels=max_pixels)
     with Image.open(path) as header:  # read_image succeeded: only the header is read here
         native = 1 if header.mode in _GREY_MODES else 3
     return image, native != channels
@@ -279,7 +285,8 @@ def _write_outputs(targets, image, probabilities, num_classes):
 
 
 def predict_files(model_or_path, inputs, output_dir, save_probabilities=False,
-                  save_overlays=False, batch_size=8, progress=True, unsafe=False):
+                  save_overlays=False, batch_size=8, progress=True, unsafe=False,
+                  max_pixels=MAX_IMAGE_PIXELS):
     """Predict every image of ``inputs`` and write the outputs under ``output_dir``.
 
     Args:
@@ -291,7 +298,10 @@ def predict_files(model_or_path, inputs, output_dir, save_probabilities=False,
         save_overlays: also write PNGs of the image blended with the class colours.
         batch_size: images per network call (consecutive images of one size are batched).
         progress: show a progress bar.
-        unsafe: allow ``.keras`` files holding Python code (only for trusted files).
+        unsafe: allow ``.keras`` files holding Python code and SavedModels holding ops
+            beyond tensor arithmetic (only for trusted files).
+        max_pixels: images whose header declares more pixels are skipped before
+            decoding (see :data:`~keras_regseg.constants.MAX_IMAGE_PIXELS`).
 
     Returns:
         A :class:`PredictionSummary`. Unreadable inputs are skipped (with a
@@ -322,7 +332,7 @@ def predict_files(model_or_path, inputs, output_dir, save_probabilities=False,
                    disable=not progress) as bar:
         for path in paths:
             try:
-                image, converted = read_for_model(path, segmenter.channels)
+                image, converted = read_for_model(path, segmenter.channels, max_pixels)
             except (ValueError, OSError) as error:
                 reason = str(error) if path in str(error) else f"{path}: {error}"
                 summary.skipped.append((path, reason))

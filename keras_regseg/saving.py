@@ -14,14 +14,35 @@ caller trusts it (``safe_mode=False``).
 """
 
 import os
+import re
 
 import keras
+
+MIN_SAFE_KERAS = (3, 11, 3)
+"""Keras versions before this one reportedly skip safe mode for ``.h5`` files."""
+
+
+def check_safe_keras(version=None):
+    """Raise ``RuntimeError`` when the installed Keras cannot be trusted with safe mode.
+
+    >>> check_safe_keras("3.10.0")
+    Traceback (most recent call last):
+    ...
+    RuntimeError: Keras 3.10.0 is installed; loading model files safely needs Keras 3.11.3 or later (pip install -U "keras>=3.11.3").
+    """
+    version = version or keras.__version__
+    parts = tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+    if parts < MIN_SAFE_KERAS:
+        needed = ".".join(map(str, MIN_SAFE_KERAS))
+        raise RuntimeError(f"Keras {version} is installed; loading model files safely needs "
+                           f"Keras {needed} or later (pip install -U \"keras>={needed}\").")
 
 
 def load_model(path, safe_mode=True, compile=False):
     """Load a ``.keras`` file saved by keras_regseg (or any Keras model file)."""
     import keras_regseg
 
+    check_safe_keras()
     keras_regseg.register_keras_objects()
 
     if not os.path.isfile(path):

@@ -1,9 +1,16 @@
 """Small networks, batches and problems shared by the tests (no test lives here)."""
 
+import io
+import os
+
 import keras
 import numpy as np
+from PIL import Image
 
 from keras_regseg.constants import IGNORE_INDEX, PAD_INDEX
+from keras_regseg.data.io import write_label_png
+from keras_regseg.data.pipeline import make_training_dataset
+from keras_regseg.data.voc import VOCFolder
 
 CLASSES = 3
 """Classes of the tiny networks and batches."""
@@ -41,3 +48,49 @@ def seed_problem(seed=0, shape=(2, 5, 6), classes=3, unlabeled=0.7):
     labels[:, -1] = PAD_INDEX
     logits = rng.normal(size=(*shape, classes)).astype("float32")
     return labels, logits
+
+
+def make_voc(root, samples, masks=None, num_classes=CLASSES):
+    """A VOC folder of ``{id: (image, scribble)}``; arrays are written as PNGs, bytes as they are.
+
+    ``masks`` optionally maps ids to dense masks (greyscale PNGs).
+    """
+    for sub in ("JPEGImages", "pascal_2012_scribble", "ImageSets/Segmentation"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    for image_id, (image, scribble) in samples.items():
+        for folder, content, label in (("JPEGImages", image, False),
+                                       ("pascal_2012_scribble", scribble, True)):
+            path = os.path.join(root, folder, f"{image_id}.png")
+            if isinstance(content, bytes):
+                with open(path, "wb") as f:
+                    f.write(content)
+            elif label:
+                write_label_png(path, content)
+            else:
+                Image.fromarray(content).save(path)
+    if masks:
+        os.makedirs(os.path.join(root, "SegmentationClassAug"))
+        for image_id, mask in masks.items():
+            Image.fromarray(np.asarray(mask, np.uint8), "L").save(
+                os.path.join(root, "SegmentationClassAug", f"{image_id}.png"))
+    with open(os.path.join(root, "ImageSets/Segmentation/train.txt"), "w") as f:
+        f.write("\n".join(samples) + "\n")
+    return VOCFolder(root, num_classes=num_classes)
+
+
+def random_image(shape, seed):
+    return np.random.default_rng(seed).integers(0, 256, shape).astype(np.uint8)
+
+
+def png_bytes(image, mode=None):
+    """PNG file contents of a PIL image or of an array (``Image.fromarray(array, mode)``)."""
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(image, mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def one_batch(source, **kwargs):
+    options = dict(batch_size=1, shuffle=False, repeat=False, seed=0) | kwargs
+    return next(iter(make_training_dataset(source, **options)))

@@ -8,7 +8,8 @@ Examples::
 
 ACDC is scored by the WSL4MIS protocol (per-volume 3D Dice and HD95 on the
 test patients of the fold); 2D datasets by mIoU, pixel accuracy and trimap
-boundary accuracy. ``--model`` takes a ``.keras`` file or a SavedModel folder.
+boundary accuracy. ``--model`` takes a ``.keras`` file or a SavedModel folder;
+a model whose channels or classes differ from the data's is refused.
 """
 
 import argparse
@@ -16,7 +17,8 @@ import json
 import os
 import sys
 
-from keras_regseg.training.config import DATASETS, ConfigError, TrainConfig
+from keras_regseg.cli.errors import run_reporting_errors
+from keras_regseg.training.config import DATASETS, TrainConfig
 
 
 def build_parser():
@@ -31,38 +33,47 @@ def build_parser():
     parser.add_argument("--fold", type=int, help="ACDC fold, 1..5")
     parser.add_argument("--size", type=int, help="network input side (ACDC slices are resized to it)")
     parser.add_argument("--json", help="also write the metrics to this JSON file")
+    parser.add_argument("--unsafe", action="store_true",
+                        help="allow model files holding code or ops beyond tensor arithmetic "
+                             "(trusted files only)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="tracebacks instead of one-line errors")
     return parser
 
 
-def load_predict_fn(path):
-    """``images -> probabilities`` from a ``.keras`` file or a SavedModel folder."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: model not found; expected a .keras file or a SavedModel folder.")
-    if os.path.isdir(path):
-        import tensorflow as tf
+def load_checked_segmenter(path, data, unsafe=False):
+    """The :class:`~keras_regseg.prediction.Segmenter` of ``path``, refused (``ValueError``
+    naming the file) unless it takes the data's channels and predicts its classes."""
+    from keras_regseg.prediction import load_segmenter
 
-        serving = tf.saved_model.load(path).signatures["serving_default"]
-        return lambda images: serving(tf.constant(images, tf.float32))["probabilities"].numpy()
-    from keras_regseg.inference import make_predict_fn
-    from keras_regseg.saving import load_model
-
-    return make_predict_fn(load_model(path), batch_size=32)
+    segmenter = load_segmenter(path, unsafe=unsafe)
+    if (segmenter.channels, segmenter.num_classes) != (data.channels, data.num_classes):
+        raise ValueError(
+            f"{path}: the model takes {segmenter.channels}-channel images and predicts "
+            f"{segmenter.num_classes} classes; the data has {data.channels} channel(s) and "
+            f"{data.num_classes} classes.")
+    return segmenter
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-        config = config.override(**{"data.name": args.data, "data.path": args.data_path,
-                                    "data.fold": args.fold, "data.size": args.size})
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_reporting_errors(lambda: run(args), args.verbose)
+
+
+def run(args):
+    config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    config = config.override(**{"data.name": args.data, "data.path": args.data_path,
+                                "data.fold": args.fold, "data.size": args.size})
+    if not os.path.exists(args.model):
+        raise FileNotFoundError(f"{args.model}: model not found; expected a .keras file or a "
+                                "SavedModel folder.")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from keras_regseg.training.data_setup import build_training_data
     from keras_regseg.training.evaluation import evaluate_run
 
-    metrics = evaluate_run(load_predict_fn(args.model), build_training_data(config.data))
+    data = build_training_data(config.data)
+    segmenter = load_checked_segmenter(args.model, data, unsafe=args.unsafe)
+    metrics = evaluate_run(segmenter.predict, data)
     width = max(len(k) for k in metrics)
     for key, value in metrics.items():
         print(f"{key:<{width}}  {value:.4f}")

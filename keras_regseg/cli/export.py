@@ -11,6 +11,8 @@ import argparse
 import os
 import sys
 
+from keras_regseg.cli.errors import run_reporting_errors
+
 
 def build_parser():
     parser = argparse.ArgumentParser(
@@ -21,20 +23,27 @@ def build_parser():
     parser.add_argument("--name", help="model name (default: the .keras file's folder name)")
     parser.add_argument("--root", default="saved_models", help="folder of exported models")
     parser.add_argument("--version", type=int, help="version number (default: next free one)")
+    parser.add_argument("--unsafe", action="store_true",
+                        help="allow a .keras file holding Python code (trusted files only)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="tracebacks instead of one-line errors")
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    return run_reporting_errors(lambda: run(args), args.verbose)
+
+
+def run(args):
     if not os.path.isfile(args.model):
-        print(f"error: {args.model}: no such file; expected a .keras model file.", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"{args.model}: no such file; expected a .keras model file.")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from keras_regseg.export import export_saved_model
-    from keras_regseg.saving import load_model
+    from keras_regseg.prediction import load_keras_model
 
     name = args.name or os.path.basename(os.path.dirname(os.path.abspath(args.model)))
-    model = load_model(args.model)
+    model = load_keras_model(args.model, unsafe=args.unsafe)
     path = export_saved_model(model, os.path.join(args.root, name), version=args.version)
     print(f"exported {args.model} to {path}")
     return 0

@@ -16,13 +16,18 @@ Outputs, one per image ``<name>.<ext>``:
 Images of any size; greyscale and RGB files are converted to the network's
 channels. Unreadable files are skipped with a warning, and the exit status is
 then 1 (0: every image predicted; 2: bad arguments or model). A .keras file
-holding Python code (a Lambda layer) is refused unless --unsafe is given.
+holding Python code (a Lambda layer), or a SavedModel whose graph holds ops
+beyond tensor arithmetic (file, network or Python ops), is refused unless
+--unsafe is given. Images larger than --max-pixels are skipped unread.
 """
 
 import argparse
 import os
 import sys
 import warnings
+
+from keras_regseg.cli.errors import run_reporting_errors
+from keras_regseg.constants import MAX_IMAGE_PIXELS
 
 
 def build_parser():
@@ -40,17 +45,26 @@ def build_parser():
                         help="also write the images blended with the class colours")
     parser.add_argument("--batch-size", type=int, default=8, help="images per network call")
     parser.add_argument("--unsafe", action="store_true",
-                        help="allow .keras files holding Python code (trusted files only)")
+                        help="allow .keras files holding Python code and SavedModels holding "
+                             "ops beyond tensor arithmetic (trusted files only)")
+    parser.add_argument("--max-pixels", type=int, default=MAX_IMAGE_PIXELS,
+                        help="skip images whose header declares more pixels (default "
+                             f"{MAX_IMAGE_PIXELS}, 4096 x 4096)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--verbose", action="store_true",
+                        help="tracebacks instead of one-line errors")
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    return run_reporting_errors(lambda: run(args), args.verbose)
+
+
+def run(args):
     if not os.path.exists(args.model):
-        print(f"error: {args.model}: no such file or folder; expected a .keras file or a "
-              "SavedModel folder.", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"{args.model}: no such file or folder; expected a .keras file "
+                                "or a SavedModel folder.")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tqdm
 
@@ -59,17 +73,14 @@ def main(argv=None):
     def show_warning(message, category, *_args, **_kwargs):
         tqdm.tqdm.write(f"warning: {message}", file=sys.stderr)  # keeps the progress bar intact
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always", SkippedImageWarning)
-            warnings.showwarning = show_warning
-            summary = predict_files(args.model, args.input, args.output,
-                                    save_probabilities=args.probabilities,
-                                    save_overlays=args.overlays, batch_size=args.batch_size,
-                                    progress=not args.quiet, unsafe=args.unsafe)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SkippedImageWarning)
+        warnings.showwarning = show_warning
+        summary = predict_files(args.model, args.input, args.output,
+                                save_probabilities=args.probabilities,
+                                save_overlays=args.overlays, batch_size=args.batch_size,
+                                progress=not args.quiet, unsafe=args.unsafe,
+                                max_pixels=args.max_pixels)
     print(summary)
     return 1 if summary.skipped else 0
 

@@ -8,7 +8,9 @@ Examples::
     python train.py --method gd --tune --trials 8      # search gd's learning rate and weight
 
 Flags override the YAML file; the YAML file overrides the built-in defaults.
-Rerunning the same command resumes an interrupted run from its last epoch.
+Rerunning the same command resumes an interrupted run from its last epoch; a
+finished run is left alone unless --overwrite is given. Data, config and model
+errors print one line (exit status 2; --verbose shows the traceback).
 ``--tune`` trains one configuration per trial instead, the first the one given,
 and writes the best to ``<output>/tuning/best_config.yaml``
 (see ``keras_regseg.training.tuning``).
@@ -18,6 +20,7 @@ import argparse
 import os
 import sys
 
+from keras_regseg.cli.errors import run_reporting_errors
 from keras_regseg.methods import registry
 from keras_regseg.training.config import DATASETS, DISTRIBUTE, PRECISIONS, ConfigError, TrainConfig
 from keras_regseg.training.tuning_options import DEFAULT_TRIALS, TUNERS, check_options
@@ -52,6 +55,10 @@ def build_parser():
     parser.add_argument("--mixed-precision", nargs="?", const="float16", choices=PRECISIONS,
                         help="float16 (the default when the flag is given) or bfloat16 compute; "
                              "variables, outputs and losses stay float32")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train again into an --output that holds a finished run")
+    parser.add_argument("--verbose", action="store_true",
+                        help="tracebacks instead of one-line errors")
     tuning = parser.add_argument_group("hyperparameter search")
     tuning.add_argument("--tune", action="store_true",
                         help="search the method's hyperparameters (default output: "
@@ -99,12 +106,12 @@ def tuning_options(args, config):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        config = config_from_args(args)
-        trials, tuner = tuning_options(args, config)
-    except (ConfigError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_reporting_errors(lambda: run(args), args.verbose)
+
+
+def run(args):
+    config = config_from_args(args)
+    trials, tuner = tuning_options(args, config)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.tune:
         from keras_regseg.training.tuning import tune
@@ -115,7 +122,7 @@ def main(argv=None):
     from keras_regseg.training.trainer import train  # TensorFlow loads only after the flags are valid
 
     try:
-        train(config)
+        train(config, overwrite=args.overwrite)
     except NonFiniteLossError as error:   # the message names the step and what was kept
         print(f"error: {error}", file=sys.stderr)
         return 1

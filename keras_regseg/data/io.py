@@ -19,12 +19,17 @@ palette indices.
 """
 
 import struct
+import warnings
+import zlib
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
+from keras_regseg.constants import MAX_IMAGE_PIXELS
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 
 # PNG colour types (IHDR byte 9), see the PNG specification section 11.2.2.
 PNG_GRAY, PNG_RGB, PNG_PALETTE, PNG_GRAY_ALPHA, PNG_RGBA = 0, 2, 3, 4, 6
@@ -50,14 +55,57 @@ def png_header(path):
     return width, height, head[_BIT_DEPTH_OFFSET], head[_COLOR_TYPE_OFFSET]
 
 
-def check_label_png(path):
+def image_size(path):
+    """``(width, height)`` of an image file from its header, without decoding the pixels.
+
+    Raises ``ValueError`` naming the file when the header cannot be read.
+    """
+    try:
+        with open(path, "rb") as f:
+            is_png = f.read(8) == PNG_SIGNATURE
+        if is_png:  # read here: PIL refuses huge PNGs before telling their size
+            return png_header(path)[:2]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked by callers
+            with Image.open(path) as image:  # PIL reads the header only until pixels are asked for
+                return image.size
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found.") from None
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"{path}: more pixels than the limit ({error}).") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"{path}: cannot decode image ({error}); the file is corrupt, "
+                         "truncated or not an image.") from None
+
+
+def check_image_pixels(path, max_pixels=MAX_IMAGE_PIXELS, size=None):
+    """Raise ``ValueError`` naming ``path`` when its header declares more than ``max_pixels``.
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "big.png")
+    >>> Image.new("L", (300, 200)).save(path)
+    >>> check_image_pixels(path, max_pixels=50_000)
+    Traceback (most recent call last):
+    ...
+    ValueError: ...big.png: 300x200 pixels (60000) is more than the limit of 50000; ...
+    """
+    width, height = image_size(path) if size is None else size
+    if width * height > max_pixels:
+        raise ValueError(
+            f"{path}: {width}x{height} pixels ({width * height}) is more than the limit of "
+            f"{max_pixels}; decoding it could exhaust the memory. Raise data.max_pixels "
+            "(--max-pixels for prediction) if you trust the file.")
+
+
+def check_label_png(path, max_pixels=MAX_IMAGE_PIXELS):
     """Raise ``ValueError`` naming ``path`` unless it is a palette or single-channel PNG.
 
     Colour-coded RGB label images are refused: their colours are not class
     indices. Greyscale PNGs of bit depth 1, 2 or 4 are refused too, because
     decoders rescale their values to 0..255.
     """
-    _, _, bit_depth, color_type = png_header(path)
+    width, height, bit_depth, color_type = png_header(path)
+    check_image_pixels(path, max_pixels, size=(width, height))
     if color_type in (PNG_RGB, PNG_RGBA):
         raise ValueError(
             f"{path}: label PNG is {_COLOR_TYPE_NAMES[color_type]}; expected a palette (mode P) "
@@ -70,8 +118,10 @@ def check_label_png(path):
         raise ValueError(f"{path}: unknown PNG colour type {color_type}.")
 
 
-def _open_decoded(path):
-    """A fully decoded PIL image; missing, unreadable or truncated files raise naming ``path``."""
+def _open_decoded(path, max_pixels=MAX_IMAGE_PIXELS):
+    """A fully decoded PIL image; missing, unreadable, truncated or too large files raise naming
+    ``path`` (the size is checked from the header, before decoding)."""
+    check_image_pixels(path, max_pixels)
     try:
         image = Image.open(path)
         image.load()  # PIL decodes lazily: force it here so that truncation is caught now.
@@ -86,7 +136,7 @@ def _open_decoded(path):
     return image
 
 
-def read_image(path, channels=3):
+def read_image(path, channels=3, max_pixels=MAX_IMAGE_PIXELS):
     """Read an image file as float32 ``[H, W, channels]`` in ``[0, 1]``.
 
     With ``channels=3`` greyscale and palette images are converted to RGB
@@ -96,7 +146,7 @@ def read_image(path, channels=3):
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3; got {channels}.")
-    image = _open_decoded(path)
+    image = _open_decoded(path, max_pixels)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         gray = np.asarray(image, np.float32) / 65535.0
         array = gray[..., None] if channels == 1 else np.repeat(gray[..., None], 3, axis=-1)
@@ -105,13 +155,13 @@ def read_image(path, channels=3):
     return array[..., None] if channels == 1 else array
 
 
-def read_label_png(path):
+def read_label_png(path, max_pixels=MAX_IMAGE_PIXELS):
     """Read a label PNG as int32 ``[H, W]`` of raw pixel values (palette indices, grey levels).
 
     Raises ``ValueError`` naming the file for RGB(A) PNGs and undecodable files.
     """
-    check_label_png(path)
-    image = _open_decoded(path)
+    check_label_png(path, max_pixels)
+    image = _open_decoded(path, max_pixels)
     if image.mode in ("LA", "PA"):
         image = image.getchannel(0)  # the alpha channel carries no label
     return np.asarray(image, np.int32)
@@ -153,36 +203,67 @@ def _big_endian_uint32(four_bytes):
     return ((b[0] * 256 + b[1]) * 256 + b[2]) * 256 + b[3]
 
 
+def _png_chunk(chunk_type, data):
+    """The bytes of one PNG chunk: length, type, data and CRC."""
+    return (struct.pack(">I", len(data)) + chunk_type + data
+            + struct.pack(">I", zlib.crc32(chunk_type + data) & 0xFFFFFFFF))
+
+
+# A palette whose entry i is the colour (i, 0, 0): decoded through it, the red channel of
+# every pixel is its palette index, for all 256 indices (a file's own palette may be shorter
+# than the indices it uses, or repeat colours, and then cannot be inverted).
+_INDEX_PALETTE_CHUNK = _png_chunk(b"PLTE", bytes(np.stack(
+    [np.arange(256), np.zeros(256), np.zeros(256)], axis=1).astype(np.uint8).ravel()))
+_MAX_CHUNKS_BEFORE_PALETTE = 1000
+
+
+def _find_palette_chunk(contents, path):
+    """``(offset, total length)`` of the PLTE chunk, found by walking the chunks (TF ops only).
+
+    Each chunk is a 4-byte length, a 4-byte type, the data and a 4-byte CRC;
+    the walk starts after the signature and stops at the palette, at the
+    image data (the palette must precede it) or at the end of the file. A
+    file without a palette chunk, or whose chunk lengths run past its end,
+    raises an error naming ``path``.
+    """
+    size = tf.strings.length(contents)
+
+    def walking(offset, found, steps):
+        return tf.logical_and(tf.logical_and(found < 0, offset + 8 <= size),
+                              steps < _MAX_CHUNKS_BEFORE_PALETTE)
+
+    def step(offset, found, steps):
+        length = _big_endian_uint32(tf.strings.substr(contents, offset, 4))
+        chunk_type = tf.strings.substr(contents, offset + 4, 4)
+        end = offset + 12 + length
+        fits = tf.logical_and(length >= 0, end <= size)
+        stop = tf.logical_or(tf.logical_not(fits), chunk_type == "IDAT")
+        found = tf.where(tf.logical_and(fits, chunk_type == "PLTE"), offset, found)
+        return tf.where(stop, size, end), found, steps + 1
+
+    _, found, _ = tf.while_loop(walking, step, [tf.constant(8), tf.constant(-1), tf.constant(0)])
+    check = tf.debugging.Assert(found >= 0, [tf.strings.format(
+        "{}: palette PNG without a valid PLTE chunk before its image data; the file is corrupt.",
+        [path])])
+    with tf.control_dependencies([check]):
+        offset = tf.identity(found)
+    return offset, 12 + _big_endian_uint32(tf.strings.substr(contents, offset, 4))
+
+
 def _palette_indices(contents, path):
     """Palette indices of a palette PNG from its bytes (TF ops only).
 
-    ``tf.io.decode_png`` returns palette colours; the PLTE chunk is located
-    in the bytes (it precedes the image data, so its first occurrence is the
-    chunk) and each colour is mapped back to its index. A colour shared by
-    several palette entries cannot be mapped back and raises an error that
-    names the file.
+    ``tf.io.decode_png`` returns palette colours, not indices, and maps an index
+    beyond a short palette to black. The file's palette chunk is swapped for
+    :data:`_INDEX_PALETTE_CHUNK` before decoding, so the decoded red channel is
+    the index itself, whatever colours (or how few) the file's palette has.
     """
-    parts = tf.strings.split(contents, sep="PLTE", maxsplit=1)
-    before, after = parts[0], parts[1]
-    length = _big_endian_uint32(tf.strings.substr(before, -4, 4))
-    palette = tf.reshape(tf.cast(tf.io.decode_raw(tf.strings.substr(after, 0, length), tf.uint8),
-                                 tf.int32), [-1, 3])
-    rgb = tf.cast(tf.io.decode_png(contents, channels=3), tf.int32)
-    keys = (palette[:, 0] * 256 + palette[:, 1]) * 256 + palette[:, 2]
-    order = tf.argsort(keys, stable=True)
-    sorted_keys = tf.gather(keys, order)
-    pixel_keys = (rgb[..., 0] * 256 + rgb[..., 1]) * 256 + rgb[..., 2]
-    flat = tf.reshape(pixel_keys, [1, -1])
-    first = tf.searchsorted(sorted_keys[None], flat, side="left")[0]
-    count = tf.searchsorted(sorted_keys[None], flat, side="right")[0] - first
-    check = tf.debugging.Assert(
-        tf.reduce_all(count == 1),
-        [tf.strings.format("{}: palette PNG uses a colour shared by several palette entries, so "
-                           "tf.data cannot recover its indices; give the palette distinct colours "
-                           "or save the labels as a greyscale PNG.", [path])])
-    with tf.control_dependencies([check]):
-        indices = tf.gather(order, tf.minimum(first, tf.size(keys) - 1))
-    return tf.reshape(indices, tf.shape(pixel_keys))
+    offset, length = _find_palette_chunk(contents, path)
+    size = tf.strings.length(contents)
+    relabelled = tf.strings.join([
+        tf.strings.substr(contents, 0, offset), _INDEX_PALETTE_CHUNK,
+        tf.strings.substr(contents, offset + length, size - offset - length)])
+    return tf.cast(tf.io.decode_png(relabelled, channels=3)[..., 0], tf.int32)
 
 
 def _tf_png_header(contents):
@@ -195,7 +276,24 @@ def _tf_png_header(contents):
     return tf.pad(head, [[0, 26 - tf.size(head)]])
 
 
-def tf_decode_label_png(contents, path):
+def _tf_check_pixels(height, width, max_pixels, path):
+    """Assert op: the header's ``height x width`` is at most ``max_pixels`` (error names ``path``)."""
+    pixels = tf.cast(height, tf.int64) * tf.cast(width, tf.int64)
+    return tf.debugging.Assert(pixels <= max_pixels, [tf.strings.format(
+        "{}: {}x{} pixels is more than the limit of " + str(max_pixels) + "; decoding it could "
+        "exhaust the memory. Raise data.max_pixels if you trust the file.",
+        [path, width, height])])
+
+
+def _tf_png_size(header):
+    """``(height, width)`` int64 from the 26 header bytes of a PNG (IHDR, big-endian)."""
+    values = tf.cast(header, tf.int64)
+    width = ((values[16] * 256 + values[17]) * 256 + values[18]) * 256 + values[19]
+    height = ((values[20] * 256 + values[21]) * 256 + values[22]) * 256 + values[23]
+    return height, width
+
+
+def tf_decode_label_png(contents, path, max_pixels=MAX_IMAGE_PIXELS):
     """Decode label-PNG bytes to int32 ``[H, W]`` pixel values inside a TF graph.
 
     Palette PNGs give their palette indices, 8- and 16-bit single-channel PNGs
@@ -210,6 +308,8 @@ def tf_decode_label_png(contents, path):
     check = tf.debugging.Assert(supported, [tf.strings.format(
         "{}: not a palette or 8/16-bit single-channel PNG (PNG: {}, colour type {}, bit depth "
         "{}); label files must hold class indices.", [path, is_png, color_type, bit_depth])])
+    with tf.control_dependencies([check]):
+        check = _tf_check_pixels(*_tf_png_size(header), max_pixels, path)
 
     def gray():
         # dtype=uint16 on an 8-bit PNG would rescale values by 257: decode each depth as itself.
@@ -223,10 +323,12 @@ def tf_decode_label_png(contents, path):
         return tf.cond(color_type == PNG_PALETTE, lambda: _palette_indices(contents, path), gray)
 
 
-def tf_decode_image(contents, channels, path):
+def tf_decode_image(contents, channels, path, max_pixels=MAX_IMAGE_PIXELS):
     """Decode JPEG/PNG bytes to float32 ``[H, W, channels]`` in ``[0, 1]`` inside a TF graph.
 
     Greyscale files are expanded to RGB when ``channels=3`` (as :func:`read_image`).
+    A header declaring more than ``max_pixels`` pixels raises an error naming
+    ``path`` before decoding.
     JPEGs use the accurate integer IDCT, as PIL does, so both readers agree to
     about one grey level. Bytes that are neither JPEG nor PNG raise an error
     naming ``path``.
@@ -235,7 +337,14 @@ def tf_decode_image(contents, channels, path):
     is_png = tf.strings.substr(contents, 0, 8) == PNG_SIGNATURE
     check = tf.debugging.Assert(tf.logical_or(is_jpeg, is_png), [
         tf.strings.format("{}: not a JPEG or PNG image.", [path])])
-    is_16_bit = _tf_png_header(contents)[_BIT_DEPTH_OFFSET] == 16
+    header = _tf_png_header(contents)
+    is_16_bit = header[_BIT_DEPTH_OFFSET] == 16
+    with tf.control_dependencies([check]):
+        # The size from the header, before anything is decoded.
+        height, width = tf.cond(
+            is_jpeg, lambda: tuple(tf.unstack(tf.io.extract_jpeg_shape(contents, tf.int64)[:2])),
+            lambda: _tf_png_size(header))
+        check = _tf_check_pixels(height, width, max_pixels, path)
 
     def png():
         # Decode integers and divide, as read_image does, so both readers agree exactly.

@@ -14,10 +14,11 @@ VOC masks are stored), grey levels for single-channel PNGs. Colour-coded RGB
 label PNGs are refused. The file's unlabeled value (scribbles) and void value
 (masks) become :data:`~keras_regseg.data.spec.IGNORE_INDEX`. Greyscale images
 are converted to RGB (the grey copied to three channels), so every sample has
-3 channels.
+3 channels (``channels=1``: colour images are converted to luminance).
 
-Missing files, empty or missing split lists and RGB label PNGs fail when the
-folder is opened; size mismatches and label values out of range fail when the
+Missing files, empty or missing split lists, unreadable image headers, images
+larger than ``max_pixels`` and RGB label PNGs fail when the folder is opened;
+size mismatches and label values out of range fail when the
 sample is loaded, naming the file.
 
 >>> import os, tempfile
@@ -46,10 +47,12 @@ import tensorflow as tf
 import tqdm
 
 from keras_regseg.data.base import SegmentationSource, tags_from_labels
-from keras_regseg.data.io import (check_label_png, read_image, read_label_png, tf_decode_image,
+from keras_regseg.data.io import (MAX_IMAGE_PIXELS, check_image_pixels, check_label_png,
+                                  image_size, read_image, read_label_png, tf_decode_image,
                                   tf_decode_label_png)
 from keras_regseg.data.spec import IGNORE_INDEX, MAX_CLASSES
 from keras_regseg.data.weak_labels import shorten_scribbles
+from keras_regseg.utils.files import read_text_lines
 
 VOC_CLASS_NAMES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -57,7 +60,7 @@ VOC_CLASS_NAMES = (
     "sheep", "sofa", "train", "tvmonitor")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-_PROGRESS_MIN_FILES = 2000  # checking label headers is ~20 us a file; show a bar for big sets
+_PROGRESS_MIN_FILES = 2000  # checking headers is ~20-100 us a file; show a bar for big sets
 
 
 def read_split_file(path):
@@ -69,9 +72,8 @@ def read_split_file(path):
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"split file {path} not found.")
-    with open(path, encoding="utf-8") as f:
-        ids = [os.path.splitext(os.path.basename(line.split()[0]))[0]
-               for line in f if line.strip()]
+    ids = [os.path.splitext(os.path.basename(line.split()[0]))[0]
+           for line in read_text_lines(path, "split file") if line.strip()]
     if not ids:
         raise ValueError(f"split file {path} lists no ids; expected one id per line.")
     seen = set()
@@ -86,21 +88,20 @@ def read_tags_file(path, ids, num_classes):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"tags file {path} not found.")
     rows = {}
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, 1):
-            tokens = line.split()
-            if not tokens:
-                continue
-            try:
-                classes = [int(t) for t in tokens[1:]]
-            except ValueError:
-                raise ValueError(f"{path}:{line_number}: expected 'id c1 c2 ...' with integer "
-                                 f"class indices; got {line.strip()!r}.") from None
-            bad = [c for c in classes if not 0 <= c < num_classes]
-            if bad:
-                raise ValueError(f"{path}:{line_number}: class index {bad[0]} outside "
-                                 f"[0, {num_classes}).")
-            rows[tokens[0]] = classes
+    for line_number, line in enumerate(read_text_lines(path, "tags file"), 1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        try:
+            classes = [int(t) for t in tokens[1:]]
+        except ValueError:
+            raise ValueError(f"{path}:{line_number}: expected 'id c1 c2 ...' with integer "
+                             f"class indices; got {line.strip()!r}.") from None
+        bad = [c for c in classes if not 0 <= c < num_classes]
+        if bad:
+            raise ValueError(f"{path}:{line_number}: class index {bad[0]} outside "
+                             f"[0, {num_classes}).")
+        rows[tokens[0]] = classes
     missing = [i for i in ids if i not in rows]
     if missing:
         raise ValueError(f"tags file {path} has no line for id {missing[0]!r} "
@@ -152,6 +153,30 @@ def _tf_assert_same_size(image, labels, image_path, label_path):
          image_path, tf.shape(image)[0], tf.shape(image)[1]])])
 
 
+def path_inside(root, name, what):
+    """``root/name``, refused (``ValueError``) when a relative ``name`` leads out of ``root``.
+
+    A relative path in a config is read against the data root and must stay
+    there (``../../etc/passwd`` must not become a split list whose first word is
+    echoed in an error); an absolute path is the user's explicit choice.
+
+    >>> path_inside("/data/voc", "ImageSets/train.txt", "split file")
+    '/data/voc/ImageSets/train.txt'
+    >>> path_inside("/data/voc", "../../etc/passwd", "split file")
+    Traceback (most recent call last):
+    ...
+    ValueError: split file ../../etc/passwd leads out of the data folder /data/voc; ...
+    """
+    if os.path.isabs(name):
+        return name
+    path = os.path.join(root, name)
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+        raise ValueError(f"{what} {name} leads out of the data folder {root}; give a path "
+                         "inside it, or an absolute path to use a file elsewhere.")
+    return path
+
+
 def _resolve_folder(root, name, what, required):
     """Absolute folder path or None; a required folder that is absent raises."""
     if name is None:
@@ -199,23 +224,29 @@ class VOCFolder(SegmentationSource):
         num_classes: K; scribble and mask values must be in ``[0, K)`` or the
             unlabeled/void value.
         class_names: K names (VOC names by default when K = 21).
-        tags_file: optional file (relative to ``root`` or absolute) with lines
-            ``id c1 c2 ...``; otherwise tags come from the mask, else the scribbles.
+        tags_file: optional file with lines ``id c1 c2 ...``; otherwise tags come
+            from the mask, else the scribbles. Like ``split_file``, a relative path
+            must stay inside ``root``; an absolute path is taken as given.
+        channels: 3 (RGB; greyscale files are copied to three channels) or 1
+            (colour files are converted to luminance).
+        max_pixels: images and label PNGs whose header declares more pixels are
+            refused when the folder opens (see :data:`~keras_regseg.data.io.MAX_IMAGE_PIXELS`).
         scribble_ratio: fraction of each scribble's length kept (1 = all, 0 = one
             click per scribble), by :func:`~keras_regseg.data.weak_labels.shorten_scribbles`.
             Below 1 this is the one step of ``tf.data`` decoding that runs in
             Python (``tf.numpy_function``), once per sample and epoch.
     """
 
-    channels = 3
-
     def __init__(self, root, split="train", image_dir="JPEGImages",
                  scribble_dir="pascal_2012_scribble", mask_dir="auto",
                  split_file="ImageSets/Segmentation/{split}.txt", unlabeled_value=255,
                  void_value=255, num_classes=21, class_names=None, tags_file=None,
-                 scribble_ratio=1.0):
+                 scribble_ratio=1.0, channels=3, max_pixels=MAX_IMAGE_PIXELS):
         if not os.path.isdir(root):
             raise FileNotFoundError(f"VOC folder {root} not found.")
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3 for image files; got {channels}.")
+        self.channels, self.max_pixels = int(channels), int(max_pixels)
         if not 1 <= num_classes <= MAX_CLASSES:
             raise ValueError(f"num_classes must be in [1, {MAX_CLASSES}]; got {num_classes}.")
         for name, value in (("unlabeled_value", unlabeled_value), ("void_value", void_value)):
@@ -235,7 +266,7 @@ class VOCFolder(SegmentationSource):
             raise ValueError(f"class_names has {len(class_names)} names; expected {num_classes}.")
         self.class_names = tuple(class_names)
 
-        self.split_path = os.path.join(root, split_file.format(split=split))
+        self.split_path = path_inside(root, split_file.format(split=split), "split file")
         self._ids = read_split_file(self.split_path)
         image_folder = _resolve_folder(root, image_dir, "image", required=True)
         self.image_paths = _files_for_ids(image_folder, self._ids, IMAGE_EXTENSIONS, "image",
@@ -250,17 +281,23 @@ class VOCFolder(SegmentationSource):
             mask_folder = _resolve_folder(root, mask_dir, "mask", required=True)
         self.mask_paths = (None if mask_folder is None else _files_for_ids(
             mask_folder, self._ids, (".png",), "mask", self.split_path))
-        self._check_label_files()
+        self._check_files()
         self.tags = None
         if tags_file is not None:
-            self.tags = read_tags_file(os.path.join(root, tags_file), self._ids, num_classes)
+            self.tags = read_tags_file(path_inside(root, tags_file, "tags file"), self._ids,
+                                       num_classes)
 
-    def _check_label_files(self):
-        """Refuse RGB label PNGs now rather than mid-training (reads 26 bytes a file)."""
-        paths = (self.scribble_paths or []) + (self.mask_paths or [])
-        for path in tqdm.tqdm(paths, desc="checking label PNGs", unit="file",
+    def _check_files(self):
+        """Refuse unreadable or oversized images and RGB label PNGs now rather than
+        mid-training: only headers are read (PNG, JPEG), no pixels."""
+        labels = (self.scribble_paths or []) + (self.mask_paths or [])
+        paths = self.image_paths + labels
+        for path in tqdm.tqdm(paths, desc="checking image headers", unit="file",
                               disable=len(paths) < _PROGRESS_MIN_FILES):
-            check_label_png(path)
+            if path in labels:
+                check_label_png(path, self.max_pixels)
+            else:
+                check_image_pixels(path, self.max_pixels, size=image_size(path))
 
     def __len__(self):
         return len(self._ids)
@@ -271,7 +308,7 @@ class VOCFolder(SegmentationSource):
     def load(self, index):
         """Sample ``index`` as numpy arrays, decoded with PIL (see the module doc)."""
         image_path = self.image_paths[index]
-        image = read_image(image_path, channels=3)
+        image = read_image(image_path, channels=self.channels, max_pixels=self.max_pixels)
         size = image.shape[:2]
         labels = {}
         for key, paths, special, what in (
@@ -280,7 +317,7 @@ class VOCFolder(SegmentationSource):
             if paths is None:
                 labels[key] = np.full(size, IGNORE_INDEX, np.int32)
                 continue
-            values = read_label_png(paths[index])
+            values = read_label_png(paths[index], self.max_pixels)
             if values.shape != size:
                 raise ValueError(f"{paths[index]} is {values.shape[0]}x{values.shape[1]} (HxW) "
                                  f"but {image_path} is {size[0]}x{size[1]}; labels must have "
@@ -308,19 +345,20 @@ class VOCFolder(SegmentationSource):
         mask_paths = None if self.mask_paths is None else tf.constant(self.mask_paths)
         ids = tf.constant(self._ids)
         tags = None if self.tags is None else tf.constant(self.tags)
-        num_classes = self.num_classes
+        num_classes, channels, max_pixels = self.num_classes, self.channels, self.max_pixels
 
         def read_labels(paths, index, image, image_path, special, what):
             if paths is None:
                 return tf.fill(tf.shape(image)[:2], IGNORE_INDEX)
             path = paths[index]
-            values = tf_decode_label_png(tf.io.read_file(path), path)
+            values = tf_decode_label_png(tf.io.read_file(path), path, max_pixels)
             with tf.control_dependencies([_tf_assert_same_size(image, values, image_path, path)]):
                 return tf_map_label_values(values, path, special, num_classes, what)
 
         def decode(index):
             image_path = image_paths[index]
-            image = tf_decode_image(tf.io.read_file(image_path), 3, image_path)
+            image = tf_decode_image(tf.io.read_file(image_path), channels, image_path,
+                                    max_pixels)
             weak = read_labels(scribble_paths, index, image, image_path, self.unlabeled_value,
                                "scribble")
             if scribble_paths is not None and self.scribble_ratio < 1:
@@ -332,6 +370,25 @@ class VOCFolder(SegmentationSource):
                     "tags": sample_tags, "id": ids[index]}
 
         return indices.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def first_undecodable(self):
+        """``(path, reason)`` of the first file TensorFlow's decoders refuse, or None.
+
+        Decoding errors inside ``tf.data`` cannot name their file; the trainer
+        calls this after one to find it (it decodes every file: seconds to
+        minutes, only after a failure).
+        """
+        files = [(path, lambda c, p: tf_decode_image(c, self.channels, p, self.max_pixels))
+                 for path in self.image_paths]
+        for paths in (self.scribble_paths, self.mask_paths):
+            files += [(path, lambda c, p: tf_decode_label_png(c, p, self.max_pixels))
+                      for path in paths or []]
+        for path, decode in files:
+            try:
+                decode(tf.io.read_file(path), path)
+            except tf.errors.OpError as error:
+                return path, str(error.message).strip().splitlines()[0][:200]
+        return None
 
     def _tf_shorten(self, weak_label):
         """:func:`shorten_scribbles` on a tensor (geodesic distances have no TF op)."""

@@ -32,7 +32,9 @@ import tempfile
 
 import tensorflow as tf
 
+from keras_regseg.export.graph_check import check_saved_model
 from keras_regseg.ops.padding import pad_to_multiple
+from keras_regseg.utils.files import chmod_tree_to_umask
 
 SIGNATURE_KEY = "serving_default"
 
@@ -104,6 +106,7 @@ def export_saved_model(model, export_dir, version=None):
                             signatures={SIGNATURE_KEY: module.serve.get_concrete_function()})
         if os.path.exists(final_dir):  # another exporter won the race
             raise FileExistsError(f"export version {final_dir} appeared while exporting.")
+        chmod_tree_to_umask(temp_dir)
         os.rename(temp_dir, final_dir)
     except BaseException:
         shutil.rmtree(temp_dir, ignore_errors=True)
@@ -118,24 +121,48 @@ class LoadedServing:
     images positionally: ``serve(images) -> {"probabilities", "labels"}``.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, unsafe=False):
         self.path = path
+        if not unsafe:
+            check_saved_model(path)
         self._loaded = tf.saved_model.load(path)
+        if SIGNATURE_KEY not in self._loaded.signatures:
+            raise ValueError(f"{path}: SavedModel without a {SIGNATURE_KEY!r} signature; expected "
+                             "one written by keras-regseg-export.")
         self.signature = self._loaded.signatures[SIGNATURE_KEY]
+        inputs = self.signature.structured_input_signature[1]
+        outputs = self.signature.structured_outputs
+        if "images" not in inputs or "probabilities" not in outputs:
+            raise ValueError(
+                f"{path}: its {SIGNATURE_KEY!r} signature takes {sorted(inputs)} and returns "
+                f"{sorted(outputs)}; expected images -> probabilities (a keras-regseg-export "
+                "SavedModel).")
+
+    @property
+    def channels(self):
+        """Image channels the model takes (None when its signature leaves them open)."""
+        return self.signature.structured_input_signature[1]["images"].shape[-1]
+
+    @property
+    def num_classes(self):
+        """Classes the model predicts (None when its signature leaves them open)."""
+        return self.signature.structured_outputs["probabilities"].shape[-1]
 
     def __call__(self, images):
         return self.signature(images=tf.convert_to_tensor(images, tf.float32))
 
 
-def load_serving(export_dir, version=None):
+def load_serving(export_dir, version=None, unsafe=False):
     """Load a SavedModel written by :func:`export_saved_model` for inference.
 
     ``export_dir`` is either a version directory (holding ``saved_model.pb``) or
     the parent of versions, in which case ``version`` (default: the latest)
-    picks one. Returns a :class:`LoadedServing`.
+    picks one. Returns a :class:`LoadedServing`. Unless ``unsafe``, the graph
+    is read first and refused when it holds ops the library's export never
+    writes (:mod:`keras_regseg.export.graph_check`).
     """
     if version is None and os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
-        return LoadedServing(export_dir)
+        return LoadedServing(export_dir, unsafe)
     if version is None:
         versions = _versions(export_dir)
         if not versions:
@@ -145,4 +172,4 @@ def load_serving(export_dir, version=None):
     path = os.path.join(export_dir, str(version))
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
         raise FileNotFoundError(f"no SavedModel at {path!r} (saved_model.pb missing).")
-    return LoadedServing(path)
+    return LoadedServing(path, unsafe)

@@ -16,11 +16,15 @@ my.yaml: unknown key 'training.batch_sise'; expected one of: iterations, ...
 """
 
 import dataclasses
+import math
+import reprlib
 import typing
 
 import yaml
 
+from keras_regseg.constants import MAX_CLASSES, MAX_IMAGE_PIXELS
 from keras_regseg.methods import registry
+from keras_regseg.utils.yaml_files import load_yaml
 
 DATASETS = ("synthetic", "acdc", "voc")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
@@ -42,7 +46,9 @@ class DataConfig:
     or a rotation or nothing), ``"natural"`` (scale, crop, horizontal flip) or
     ``"none"``. ``holdout_patients`` (ACDC) sets that many training patients
     apart and validates and scores on them instead of the test fold: the
-    split to choose settings on.
+    split to choose settings on. ``num_classes`` and ``channels`` default to
+    the dataset's own (synthetic 4 and 1, ACDC 4 and 1, VOC 21 and 3); image
+    files larger than ``max_pixels`` are refused from their header.
     """
 
     name: str = "synthetic"
@@ -54,11 +60,12 @@ class DataConfig:
     scribble_ratio: float = 1.0
     num_train: int = 240
     num_val: int = 24
-    channels: int = 1
-    num_classes: int = 4
+    channels: typing.Optional[int] = None
+    num_classes: typing.Optional[int] = None
     train_split: str = "train"
     val_split: str = "val"
     holdout_patients: int = 0
+    max_pixels: int = MAX_IMAGE_PIXELS
 
 
 @dataclasses.dataclass
@@ -123,14 +130,13 @@ class _TrainConfigBase:
 
     @classmethod
     def from_yaml(cls, path):
-        """Read a YAML file; errors name the file."""
+        """Read a YAML file; errors name the file (see :mod:`keras_regseg.utils.yaml_files`)."""
         try:
-            with open(path, encoding="utf-8") as f:
-                values = yaml.safe_load(f)
+            values = load_yaml(path)
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found.") from None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         if values is not None and not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping of keys at the top level; "
                               f"got {type(values).__name__}.")
@@ -178,6 +184,13 @@ class _TrainConfigBase:
         _positive(source, "training.validate_every", self.training.validate_every)
         _positive(source, "data.size", self.data.size)
         _positive(source, "optimizer.learning_rate", self.optimizer.learning_rate)
+        if not 0.0 <= self.optimizer.momentum < 1.0:
+            raise ConfigError(f"{source}: optimizer.momentum = {self.optimizer.momentum}; "
+                              "expected a value in [0, 1).")
+        if self.optimizer.weight_decay < 0:
+            raise ConfigError(f"{source}: optimizer.weight_decay = "
+                              f"{self.optimizer.weight_decay}; expected >= 0.")
+        self._validate_data_shape(source)
         if self.training.pretrain_iterations < 0:
             raise ConfigError(f"{source}: training.pretrain_iterations = "
                               f"{self.training.pretrain_iterations}; expected >= 0.")
@@ -192,6 +205,23 @@ class _TrainConfigBase:
         if self.data.name in ("acdc", "voc") and not self.data.path:
             raise ConfigError(f"{source}: data.path is required for data.name = "
                               f"{self.data.name!r} (the folder holding the dataset).")
+
+    def _validate_data_shape(self, source):
+        data = self.data
+        _positive(source, "data.max_pixels", data.max_pixels)
+        if data.num_classes is not None and not 1 <= data.num_classes <= MAX_CLASSES:
+            raise ConfigError(f"{source}: data.num_classes = {data.num_classes}; expected "
+                              f"1..{MAX_CLASSES}.")
+        if data.channels is not None and data.channels not in (1, 3):
+            raise ConfigError(f"{source}: data.channels = {data.channels}; expected 1 "
+                              "(greyscale) or 3 (RGB).")
+        fixed = DATASET_SHAPES.get(data.name)
+        if fixed is not None:
+            for key, value, expected in (("num_classes", data.num_classes, fixed[0]),
+                                         ("channels", data.channels, fixed[1])):
+                if value is not None and value != expected:
+                    raise ConfigError(f"{source}: data.{key} = {value}, but {data.name} data "
+                                      f"has {expected}; leave data.{key} out.")
 
     @property
     def epochs(self):
@@ -219,9 +249,50 @@ TrainConfig.__module__ = __name__
 TrainConfig.__doc__ = """A whole training run: data, model, optimizer, training and one section per method."""
 
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 60
+_SHOWN.maxlist = _SHOWN.maxdict = 4
+_SHOWN.maxlevel = 2
+
+
+def _shown(value):
+    """A short repr of ``value`` for error messages (a config value may be huge)."""
+    return _SHOWN.repr(value)
+
+
+MAX_OPTION_VALUES = 1000
+"""Most values a free-form option mapping (``model.options``) may hold."""
+
+
+def _check_options(options, source, key):
+    """A free-form mapping of constructor arguments: string keys, plain values, bounded size."""
+    stack, count = [(key, options)], 0
+    while stack:
+        name, value = stack.pop()
+        count += 1
+        if count > MAX_OPTION_VALUES:
+            raise ConfigError(f"{source}: {key} holds more than {MAX_OPTION_VALUES} values; "
+                              "expected a few constructor arguments.")
+        if isinstance(value, dict):
+            for sub, item in value.items():
+                if not isinstance(sub, str):
+                    raise ConfigError(f"{source}: {name} has key {_shown(sub)}; expected "
+                                      "names (strings).")
+                stack.append((f"{name}.{sub}", item))
+        elif isinstance(value, list):
+            stack.extend((f"{name}[{i}]", item) for i, item in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{source}: {name} = {value!r}; expected a finite number.")
+        elif value is not None and not isinstance(value, (str, int, float, bool)):
+            raise ConfigError(f"{source}: {name} = {_shown(value)}; expected plain values "
+                              "(numbers, strings, lists, mappings).")
+    return options
+
+
 def _choice(source, key, value, allowed):
     if value not in allowed:
-        raise ConfigError(f"{source}: {key} = {value!r}; expected one of {', '.join(allowed)}.")
+        raise ConfigError(f"{source}: {key} = {_shown(value)}; expected one of "
+                          f"{', '.join(allowed)}.")
 
 
 def _positive(source, key, value):
@@ -229,10 +300,27 @@ def _positive(source, key, value):
         raise ConfigError(f"{source}: {key} = {value!r}; expected a positive number.")
 
 
+DATASET_SHAPES = {"synthetic": None, "acdc": (4, 1), "voc": None}
+"""``(num_classes, channels)`` fixed by a dataset, or None when the config may choose them."""
+
+DEFAULT_SHAPES = {"synthetic": (4, 1), "acdc": (4, 1), "voc": (21, 3)}
+"""``(num_classes, channels)`` of a dataset when the config leaves them out."""
+
+
+def data_shape(data):
+    """``(num_classes, channels)`` of a :class:`DataConfig`, its dataset's defaults filled in.
+
+    >>> data_shape(DataConfig(name="voc", channels=1))
+    (21, 1)
+    """
+    classes, channels = DEFAULT_SHAPES[data.name]
+    return data.num_classes or classes, data.channels or channels
+
+
 def _build(cls, values, source, prefix):
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping; "
-                          f"got {type(values).__name__} {values!r}.")
+                          f"got {type(values).__name__} {_shown(values)}.")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(values) - set(fields))
@@ -257,10 +345,14 @@ def _check_type(value, kind, source, key):
             return None
         kind = next(k for k in typing.get_args(kind) if k is not type(None))
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"{source}: {key} = {value!r}; expected a finite number.")
         return float(value)
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
         return value
-    if kind in (str, bool, dict) and isinstance(value, kind):
+    if kind is dict and isinstance(value, dict):
+        return _check_options(value, source, key)
+    if kind in (str, bool) and isinstance(value, kind):
         return value
-    raise ConfigError(f"{source}: {key} = {value!r} is a {type(value).__name__}; "
+    raise ConfigError(f"{source}: {key} = {_shown(value)} is a {type(value).__name__}; "
                       f"expected {'null or ' if optional else ''}{kind.__name__}.")

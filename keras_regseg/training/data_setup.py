@@ -4,6 +4,7 @@ import dataclasses
 import typing
 
 from keras_regseg.data.base import SegmentationSource
+from keras_regseg.training.config import data_shape
 
 
 @dataclasses.dataclass
@@ -34,8 +35,9 @@ def build_training_data(config):
     if config.name == "synthetic":
         from keras_regseg.data.synthetic import SyntheticShapes
 
-        common = dict(size=config.size, channels=config.channels,
-                      num_classes=config.num_classes, scribble_ratio=config.scribble_ratio)
+        classes, channels = data_shape(config)
+        common = dict(size=config.size, channels=channels, num_classes=classes,
+                      scribble_ratio=config.scribble_ratio)
         return TrainingData(
             train=SyntheticShapes(num_samples=config.num_train, split="train", **common),
             validation=SyntheticShapes(num_samples=config.num_val, split="val", **common),
@@ -57,7 +59,10 @@ def build_training_data(config):
     if config.name == "voc":
         from keras_regseg.data.voc import VOCFolder
 
+        classes, channels = data_shape(config)
+        common = dict(num_classes=classes, channels=channels, max_pixels=config.max_pixels)
         return TrainingData(
-            train=VOCFolder(config.path, split=config.train_split, scribble_ratio=config.scribble_ratio),
-            validation=VOCFolder(config.path, split=config.val_split))
+            train=VOCFolder(config.path, split=config.train_split,
+                            scribble_ratio=config.scribble_ratio, **common),
+            validation=VOCFolder(config.path, split=config.val_split, **common))
     raise ValueError(f"unknown dataset {config.name!r}; expected synthetic, acdc or voc.")

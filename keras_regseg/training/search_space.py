@@ -27,6 +27,7 @@ adm.potts_weight 8.0 800.0 log
 import keras_tuner
 
 from keras_regseg.methods import registry
+from keras_regseg.training.config import data_shape
 
 LOG_FACTOR = 10.0
 """Log-scale ranges span base / LOG_FACTOR .. base x LOG_FACTOR."""
@@ -37,13 +38,13 @@ def search_space(config, num_classes=None):
 
     The learning rate for every method, then what the method's record adds
     (its ``search``). ``num_classes`` (K, needed by the trust region's epsilon
-    range) defaults to ``config.data.num_classes``.
+    range) defaults to the classes of ``config.data``.
     """
     record = registry.get(config.method)
     hp = keras_tuner.HyperParameters()
     log_range(hp, "optimizer.learning_rate", config.optimizer.learning_rate)
     if record.search is not None:
-        record.search(hp, config, num_classes or config.data.num_classes)
+        record.search(hp, config, num_classes or data_shape(config.data)[0])
     return hp
 
 

@@ -20,6 +20,7 @@ each worker on its shard of the training images, and only the chief writes the
 run folder (the other workers read its backup to resume).
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -39,8 +40,10 @@ from keras_regseg.inference import make_predict_fn
 from keras_regseg.methods import registry
 from keras_regseg.methods.registry import prepare_method
 from keras_regseg.models import build_model
+from keras_regseg.saving import load_model
 from keras_regseg.training import callbacks as cb
 from keras_regseg.training.config import TrainConfig
+from keras_regseg.training.data_errors import explain_data_error
 from keras_regseg.training.custom_loop import WorkerBackup, check_same_everywhere, fit_distributed
 from keras_regseg.training.data_setup import build_training_data
 from keras_regseg.training.distribute import (is_chief, make_strategy, worker_count,
@@ -48,6 +51,8 @@ from keras_regseg.training.distribute import (is_chief, make_strategy, worker_co
 from keras_regseg.training.evaluation import evaluate_run
 from keras_regseg.training.potts_logging import PottsEnergyCallback
 from keras_regseg.training.precision import with_config_precision
+from keras_regseg.training.run_folder import (RunFolderLock, clear_run, finished_metrics,
+                                              remove_temporaries)
 from keras_regseg.utils.files import atomic_write, write_json
 
 
@@ -73,11 +78,14 @@ def set_seeds(seed, deterministic):
 
 
 @with_config_precision  # training.mixed_precision: set before any network is built, then restored
-def train(config, data=None, verbose=None, callbacks=()):
+def train(config, data=None, verbose=None, callbacks=(), overwrite=False):
     """Train as ``config`` says; resume if its output folder holds an unfinished run.
 
     ``data`` (a :class:`TrainingData`) skips building the sources from
-    ``config.data``; ``callbacks`` are added to the method's phase.
+    ``config.data``; ``callbacks`` are added to the method's phase. A folder
+    holding a finished run is left alone (its network and final metrics are
+    returned) unless ``overwrite``; a folder another process is training into
+    raises :class:`~keras_regseg.training.run_folder.RunFolderBusyError`.
 
     >>> from keras_regseg.training.config import TrainConfig
     >>> config = TrainConfig.from_dict({"training": {"iterations": 2, "steps_per_epoch": 2}})
@@ -91,15 +99,36 @@ def train(config, data=None, verbose=None, callbacks=()):
     output = config.output or default_output(config)
     # First TensorFlow work of the run: a multi-worker strategy sets up its collectives here.
     strategy = make_strategy(config.training.distribute)
-    if is_chief(strategy):
-        os.makedirs(output, exist_ok=True)
-    set_seeds(config.training.seed, config.training.deterministic)
+    chief = is_chief(strategy)
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
-    verbose = verbose if is_chief(strategy) else 0
-    data = data or build_training_data(config.data)
-    network = initial_network(config, data, output, verbose, strategy)
-    return run_phase(config, network, data, output, verbose, extra_callbacks=callbacks,
-                     strategy=strategy)
+    verbose = verbose if chief else 0
+    # Only the chief writes the run folder, so only the chief locks it.
+    with RunFolderLock(output) if chief else contextlib.nullcontext():
+        if chief:
+            remove_temporaries(output)
+            finished = finished_metrics(output)
+            if finished is not None and not overwrite:
+                if verbose:
+                    print(f"{output} holds a finished run (model.keras); nothing to do. Pass "
+                          "--overwrite to train it again.", flush=True)
+                network = keras.saving.load_model(os.path.join(output, "model.keras"),
+                                                  compile=False)
+                return TrainResult(output=output, network=network, metrics=finished)
+            if overwrite:
+                clear_run(output)
+        set_seeds(config.training.seed, config.training.deterministic)
+        data = data or build_training_data(config.data)
+        config = with_data_shape(config, data)
+        network = initial_network(config, data, output, verbose, strategy)
+        return run_phase(config, network, data, output, verbose, extra_callbacks=callbacks,
+                         strategy=strategy)
+
+
+def with_data_shape(config, data):
+    """``config`` with the classes and channels of ``data`` written in (they may default to the
+    dataset's own), so that the run folder records what the network was built for."""
+    return config.override(**{"data.num_classes": data.num_classes,
+                              "data.channels": data.channels})
 
 
 def initial_network(config, data, output, verbose, strategy=None):
@@ -108,7 +137,7 @@ def initial_network(config, data, output, verbose, strategy=None):
     strategy = strategy or tf.distribute.get_strategy()
     if training.init_from:
         with strategy.scope():
-            network = keras.saving.load_model(training.init_from, compile=False)
+            network = load_model(training.init_from)
         check_network_fits(network, data, training.init_from)
         return network
     with strategy.scope():
@@ -218,12 +247,18 @@ def run_phase(config, network, data, output, verbose, extra_callbacks=(), strate
         # Last, so that a resumed run never skips the history, plots and checkpoint of an epoch.
         backup,
     ]
-    if multiworker:  # Keras 3's fit fails under MultiWorkerMirroredStrategy (custom_loop)
-        fit_distributed(setup.model, train_dataset, epochs=epochs, steps_per_epoch=steps,
-                        callbacks=callbacks, verbose=verbose, strategy=strategy)
-    else:
-        setup.model.fit(train_dataset, epochs=epochs, steps_per_epoch=steps, shuffle=False,
-                        callbacks=callbacks, verbose=verbose)
+    try:
+        if multiworker:  # Keras 3's fit fails under MultiWorkerMirroredStrategy (custom_loop)
+            fit_distributed(setup.model, train_dataset, epochs=epochs, steps_per_epoch=steps,
+                            callbacks=callbacks, verbose=verbose, strategy=strategy)
+        else:
+            setup.model.fit(train_dataset, epochs=epochs, steps_per_epoch=steps, shuffle=False,
+                            callbacks=callbacks, verbose=verbose)
+    except tf.errors.OpError as error:  # a data file tf.data could not read: name it
+        explained = explain_data_error(error, [worker_data.train])
+        if explained is error:
+            raise
+        raise explained from None
     if not chief:
         return TrainResult(output=output, network=network, metrics={})
     final = evaluate_run(predict, data, quick=False)

@@ -9,6 +9,10 @@ import numpy as np
 from keras_regseg.utils.files import atomic_write, write_json
 
 
+class BrokenBackupError(ValueError):
+    """The backup of an interrupted run names files that are missing or unreadable."""
+
+
 class AtomicModelCheckpoint(keras.callbacks.Callback):
     """Save the model as ``.keras`` after every epoch, never leaving a partial file.
 
@@ -75,11 +79,29 @@ class ResumableBackup(keras.callbacks.Callback):
         return state["epoch"] if state else 0
 
     def _read_state(self):
+        """The backup's state, None without one; ``BrokenBackupError`` when it cannot be used."""
         try:
             with open(self.state_path, encoding="utf-8") as f:
-                return json.load(f)
+                state = json.load(f)
         except FileNotFoundError:
             return None
+        except (OSError, ValueError) as error:
+            raise self._broken(f"{self.state_path} is unreadable ({error})") from None
+        if not isinstance(state, dict) or not {"epoch", "weights", "seeds"} <= set(state):
+            raise self._broken(f"{self.state_path} lacks the keys epoch, weights and seeds")
+        names = [state["weights"], state["seeds"],
+                 *(name for extra in state.get("states", {}).values()
+                   for name in extra.get("files", ()))]
+        for name in names:
+            if not os.path.isfile(os.path.join(self.backup_dir, os.path.basename(str(name)))):
+                raise self._broken(f"{self.state_path} names {name}, which is missing")
+        return state
+
+    def _broken(self, problem):
+        return BrokenBackupError(
+            f"{problem}: the backup of the interrupted run cannot be resumed. Delete the folder "
+            f"{self.backup_dir} to restart the run from its beginning (the epochs it holds are "
+            "lost; checkpoints/last.keras keeps the last finished epoch's network).")
 
     def on_train_begin(self, logs=None):
         state = self._read_state()
@@ -88,10 +110,14 @@ class ResumableBackup(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         if optimizer is not None and not optimizer.built:
             optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(os.path.join(self.backup_dir, state["weights"]))
-        with np.load(os.path.join(self.backup_dir, state["seeds"])) as seeds:
-            for index, variable in enumerate(seed_states(self.model)):
-                variable.assign(seeds[str(index)])
+        try:
+            self.model.load_weights(os.path.join(self.backup_dir, state["weights"]))
+            with np.load(os.path.join(self.backup_dir, state["seeds"])) as seeds:
+                for index, variable in enumerate(seed_states(self.model)):
+                    variable.assign(seeds[str(index)])
+        except (OSError, ValueError, KeyError) as error:
+            raise self._broken(f"{state['weights']} or {state['seeds']} cannot be read "
+                               f"({type(error).__name__}: {str(error)[:200]})") from None
         saved = state.get("states", {})
         for holder in self.states:
             if holder.state_key in saved:
