@@ -354,6 +354,14 @@ def test_image_level_targets_for_ccnn():
         dense = source.load(i)["dense_label"]
         np.testing.assert_array_equal(size_bits(dense, source.num_classes).numpy(),
                                       size_bits_from_mask(dense, source.num_classes))
+    # Void pixels (255) are part of the image: class 1 covers 8 of 90 pixels, not 8 of 13.
+    mask = np.full((10, 10), 255)
+    mask[0, :8], mask[1, :5] = 1, 0
+    mask[9, :] = PAD_INDEX                       # padding is not
+    assert size_bits(mask, 3).numpy().tolist() == [0.0, 0.0, 0.0]
+    mask[2, :4] = 1                              # 12 of 90 pixels
+    assert size_bits(mask, 3).numpy().tolist() == [0.0, 1.0, 0.0]
+    np.testing.assert_array_equal(size_bits(mask, 3).numpy(), size_bits_from_mask(mask, 3))
     dataset = make_training_dataset(source, batch_size=6, shuffle=False, seed=0,
                                     target="tags_and_sizes")
     images, targets = next(iter(dataset))

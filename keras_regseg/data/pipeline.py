@@ -26,6 +26,7 @@ import tensorflow as tf
 from keras_regseg.data.augment import Augmentation, augment_sample, normalize_crop_size
 from keras_regseg.data.base import SegmentationSource
 from keras_regseg.data.spec import PAD_INDEX
+from keras_regseg.data.weak_labels import size_bits_from_mask
 from keras_regseg.losses.targets import pack_targets
 
 TARGETS = {"weak": "weak_label", "dense": "dense_label", "tags": "weak_label",
@@ -69,19 +70,22 @@ def _label_key(target):
 
 
 def size_bits(dense_label, num_classes, threshold=SIZE_BIT_THRESHOLD):
-    """float32 ``[K]``: 1 for classes covering more than ``threshold`` of the labeled pixels.
+    """float32 ``[K]`` tensor of :func:`~keras_regseg.data.weak_labels.size_bits_from_mask`.
+
+    The one rule of the library (the numpy function itself runs here, so the
+    two cannot drift apart): a class's bit is 1 when it covers more than
+    ``threshold`` of the image, the image being every pixel but padding;
+    unlabeled and void pixels (255, VOC's object borders) are part of the image
+    and count for no class.
 
     >>> import numpy as np
     >>> size_bits(np.array([[0, 0, 0, 1], [0, 0, 0, 2]] * 5), 4).numpy().tolist()
     [1.0, 1.0, 1.0, 0.0]
     """
-    labels = tf.reshape(tf.cast(dense_label, tf.int32), [-1])
-    valid = tf.boolean_mask(labels, (labels >= 0) & (labels < num_classes))
-    counts = tf.math.bincount(valid, minlength=num_classes, maxlength=num_classes,
-                              dtype=tf.float32)
-    counts = tf.reshape(counts, [num_classes])   # static shape for the model's checks
-    total = tf.maximum(tf.reduce_sum(counts), 1.0)
-    return tf.cast(counts / total > threshold, tf.float32)
+    bits = tf.numpy_function(
+        lambda mask: size_bits_from_mask(mask, num_classes, threshold).astype(np.float32),
+        [tf.cast(dense_label, tf.int32)], tf.float32, stateful=False)
+    return tf.reshape(bits, [num_classes])   # static shape for the model's checks
 
 
 def _check_input(source):
