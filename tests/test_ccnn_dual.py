@@ -177,6 +177,26 @@ def test_feasible_constraints_are_satisfied_within_tolerance(classes, side, jit)
     assert ((lower - prior)[lower_on]).max() > 0.03
 
 
+def test_seed_pixels_keep_their_labels_exactly_while_the_bounds_still_hold():
+    rng = np.random.default_rng(11)
+    logits = random_logits(rng, 4, 8, 3, scale=3.0, background_bias=5.0)
+    seeds = np.full((4, 8, 8), 255, np.int32)
+    seeds[:, 1, 1:6] = 0
+    seeds[:, 5, 2:5] = 1
+    seeds[:, 6, 6] = 2                                   # a click
+    constraints = tag_constraints(np.ones((4, 3), np.float32), config=HARD).with_seeds(seeds)
+    solution = solve_dual(logits, constraints, tolerance=1e-3)
+    latent = solution.latent.numpy()
+    labelled = seeds != 255
+    np.testing.assert_array_equal(latent[labelled], np.eye(3)[seeds[labelled]])
+    mass = latent.mean(axis=(1, 2))
+    on = constraints.lower_slack.numpy() > 0
+    assert (mass - constraints.lower.numpy())[on].min() >= -1e-3
+    # The seeds changed the solution elsewhere too: not vacuous.
+    free = tag_constraints(np.ones((4, 3), np.float32), config=HARD)
+    assert not np.allclose(solve_dual(logits, free).latent.numpy()[labelled], latent[labelled])
+
+
 def test_dual_value_never_decreases():
     rng = np.random.default_rng(3)
     logits = random_logits(rng, 3, 10, 5, scale=3.0, background_bias=4.0)

@@ -237,6 +237,29 @@ class ConstraintSet(NamedTuple):
                              f"got {forbidden.shape}.")
         return self._replace(forbidden=tf.logical_or(self.forbidden, forbidden))
 
+    def with_seeds(self, seeds):
+        """Keep seed pixels at their labels: every other class is forbidden there.
+
+        With the suppression exact, the latent distribution of a seed pixel is
+        the one-hot of its label whatever the network and the other bounds say
+        (scribbles, clicks); pixels without a seed are left to the constraints.
+
+        Args:
+            seeds: int ``[B, h, w]`` on the solver's grid: a class index in
+                ``[0, K)`` on seed pixels, any other value (255, 254) elsewhere.
+
+        >>> cs = tag_constraints([[1.0, 1.0, 1.0]]).with_seeds([[[2, 255]]])
+        >>> cs.forbidden.numpy()[0, 0].tolist()
+        [[True, True, False], [False, False, False]]
+        """
+        seeds = tf.convert_to_tensor(seeds, tf.int32)
+        if seeds.shape.rank != 3:
+            raise ValueError(f"seeds must have shape [B, h, w]; got {seeds.shape}.")
+        is_seed = tf.logical_and(seeds >= 0, seeds < self.num_classes)
+        label = tf.one_hot(tf.where(is_seed, seeds, 0), self.num_classes) > 0.5
+        return self.with_suppression(tf.logical_and(is_seed[..., None],
+                                                    tf.logical_not(label)))
+
     def with_boxes(self, boxes, classes, grid_shape, inside_fraction=0.75, slack=2.0):
         """Bounding-box constraints (paper sec. 7.4).
 
