@@ -14,7 +14,10 @@ Profiles (the budget is written into the JSON and is the same for every cell):
 - ``paper``: 256x256, batch 12, 60000 iterations (a GPU job); ``--fold`` picks one of 1..5.
 
 The grid is many CPU-hours: finished cells are reused (their run folders under
-``--runs``), an interrupted cell resumes from its last epoch, ``--status``
+``--runs``, and their records: every finished cell's final metrics are copied to
+``--records``, by default ``benchmarks/results/acdc_cells/<profile>/fold<f>[_holdout<n>]``,
+committed, so a result outlives the machine that trained it; only a fine-tuned cell
+whose pCE network is gone retrains that pCE cell), an interrupted cell resumes from its last epoch, ``--status``
 lists what is done and missing, ``--ratios``/``--methods``/``--seeds`` limit
 a run to some cells, and ``--jobs N`` trains N cells at once, each on its
 share of the cores (on 2 cores two one-thread runs train 1.55x the images
@@ -168,6 +171,10 @@ class Cell:
             return os.path.join(runs, self.method, f"seed{self.seed}")
         return os.path.join(runs, f"ratio{self.ratio}", self.method, f"seed{self.seed}")
 
+    def record(self, records):
+        """The committed JSON record of this cell's final metrics."""
+        return self.folder(records) + ".json"
+
     def dependency(self):
         """The pCE cell this one starts from, or ``None``."""
         return Cell(self.ratio, "pce", self.seed) if self.base in FINETUNED else None
@@ -252,15 +259,39 @@ def finished_metrics(folder):
         return json.load(f).get("final")
 
 
+def write_record(cell, args):
+    """Copy a finished cell's final metrics from its run folder to its record."""
+    metrics = finished_metrics(cell.folder(args.runs))
+    if metrics is None or args.records is None:
+        return
+    path = cell.record(args.records)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"cell": cell.key, "final": cell_row(metrics),
+                   "overrides": method_overrides(cell.method, cell.ratio)}, f, indent=1)
+        f.write("\n")
+
+
+def cell_result(cell, args):
+    """A finished cell's table row: from its run folder, else from its record, else ``None``."""
+    metrics = finished_metrics(cell.folder(args.runs))
+    if metrics is not None:
+        return cell_row(metrics)
+    if args.records and os.path.exists(cell.record(args.records)):
+        with open(cell.record(args.records), encoding="utf-8") as f:
+            return json.load(f)["final"]
+    return None
+
+
 def started(folder):
     return os.path.isdir(os.path.join(folder, "backup"))
 
 
-def print_status(cells, runs):
+def print_status(cells, args):
     rows = []
     for cell in cells:
-        metrics = finished_metrics(cell.folder(runs))
-        state = ("done" if metrics else "interrupted" if started(cell.folder(runs))
+        metrics = cell_result(cell, args)
+        state = ("done" if metrics else "interrupted" if started(cell.folder(args.runs))
                  else "missing")
         dice = metrics.get("mean_dice") if metrics else None
         rows.append([cell.ratio, cell.method, cell.seed, state, "-" if dice is None else dice])
@@ -291,7 +322,7 @@ def launch(cell, budget, args, threads):
 
 def run_cells(cells, budget, args):
     """Train every unfinished cell, ``args.jobs`` at a time, pCE before what starts from it."""
-    pending = [c for c in cells if not finished_metrics(c.folder(args.runs))]
+    pending = [c for c in cells if not cell_result(c, args)]
     keys = {c.key for c in pending}
     for cell in list(pending):   # a fine-tuned cell needs its pCE network
         dependency = cell.dependency()
@@ -329,6 +360,7 @@ def run_cells(cells, budget, args):
                 print(f"{time.strftime('%H:%M')} FAILED {key} (exit {process.returncode}); "
                       f"see {cell.folder(args.runs)}/train.log", flush=True)
             else:
+                write_record(cell, args)
                 print(f"{time.strftime('%H:%M')} finished {key} [{done}/{total}]: mean Dice "
                       f"{metrics['mean_dice']:.4f} in {(time.time() - start) / 60:.1f} min",
                       flush=True)
@@ -350,14 +382,13 @@ def mean_sd(values):
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def summarize(cells, runs):
+def summarize(cells, args):
     """``{ratio: {method: summary}}`` over the finished cells, with paired differences."""
     finished = {}
     for cell in cells:
-        metrics = finished_metrics(cell.folder(runs))
-        if metrics:
-            finished.setdefault(cell.ratio, {}).setdefault(cell.method, {})[cell.seed] = \
-                cell_row(metrics)
+        row = cell_result(cell, args)
+        if row:
+            finished.setdefault(cell.ratio, {}).setdefault(cell.method, {})[cell.seed] = row
     lengths = {}
     for ratio, methods in finished.items():
         reference = methods.get(REFERENCE, {})
@@ -368,7 +399,7 @@ def summarize(cells, runs):
             mean, sd = mean_sd(dice)
             summary = {"mean_dice": mean, "sd_dice": sd, "seeds": seeds, "dice_per_seed": dice}
             for key in ("dice_rv", "dice_myo", "dice_lv", "hd95", "potts_energy", "wall_s"):
-                summary[key] = mean_sd([by_seed[s][key] for s in seeds])[0]
+                summary[key] = mean_sd([by_seed[s].get(key) for s in seeds])[0]
             common_seeds = [s for s in seeds if s in reference]
             differences = [by_seed[s]["mean_dice"] - reference[s]["mean_dice"]
                            for s in common_seeds]
@@ -463,6 +494,9 @@ def main():
     parser.add_argument("--fold", type=int, help="cross-validation fold (default: the profile's, 1)")
     parser.add_argument("--data-path", default=DEFAULT_DATA, help="folder of the ACDC h5 volumes")
     parser.add_argument("--runs", help="run folders (default runs/bench_acdc_<profile>)")
+    parser.add_argument("--records", help="where finished cells' final metrics are kept "
+                                          "(default benchmarks/results/acdc_cells/...; "
+                                          "none for --quick)")
     parser.add_argument("--plot", help="where to draw Dice against scribble length "
                                        "(default: beside --json, acdc_lengths.png)")
     args = parser.parse_args()
@@ -474,12 +508,18 @@ def main():
     args.runs = os.path.abspath(args.runs or os.path.join(
         "runs", f"bench_acdc_{args.profile}" + ("_quick" if args.quick else ""),
         f"fold{budget['fold']}" + (f"_holdout{args.holdout}" if args.holdout else "")))
+    if args.records is None and not args.quick:
+        args.records = os.path.join(ROOT, "benchmarks", "results", "acdc_cells", args.profile,
+                                    f"fold{budget['fold']}"
+                                    + (f"_holdout{args.holdout}" if args.holdout else ""))
     cells = planned_cells(args)
+    for cell in cells:
+        write_record(cell, args)
     if args.status:
-        print_status(cells, args.runs)
+        print_status(cells, args)
         return 0
     failed = [] if args.no_train else run_cells(cells, budget, args)
-    lengths = add_dense_rows(summarize(cells, args.runs))
+    lengths = add_dense_rows(summarize(cells, args))
     print_lengths(lengths)
     plot = args.plot or (os.path.join(os.path.dirname(os.path.abspath(args.json)),
                                       "acdc_lengths.png") if args.json else None)
@@ -498,7 +538,7 @@ def main():
                    "finetuned_methods_start_from": "pce of the same scribble length and seed"},
         "methods": methods,
         "lengths": lengths,
-        "cells_missing": [c.key for c in cells if not finished_metrics(c.folder(args.runs))],
+        "cells_missing": [c.key for c in cells if not cell_result(c, args)],
     })
     return 1 if failed else 0
 
