@@ -1,50 +1,119 @@
-"""CCNN accuracy on the built-in synthetic shapes: tags only, tags + size bits, against scribbles.
+"""CCNN on the built-in synthetic shapes: which weak supervision to use, over seeds.
 
 Every row trains the same UNet from scratch for the same budget
-(configs/ccnn_synthetic.yaml: 64x64, batch 8, 1200 iterations) and reports the
-validation mIoU, per-class IoU and pixel accuracy. ``pce`` (scribbles) and
-``full`` (dense masks) bracket the image-level methods.
+(configs/ccnn_synthetic.yaml: 64x64, batch 8, 1200 iterations), once per seed,
+and reports the validation mIoU (mean ± sd over seeds) and its paired
+difference, seed by seed, to the pCE row of the same scribble length:
 
-    python benchmarks/ccnn_synthetic.py [--quick] [--json PATH]
+- ``full`` (dense masks) and ``pce`` (scribbles) / ``pce_clicks`` (one click per
+  scribble) bracket the rest;
+- ``ccnn_tags``, ``ccnn_size`` (tags + size bits): image-level facts only;
+- ``ccnn_box``: tags + one box per connected component of each class;
+- ``scribbles_size`` / ``clicks_size``: the seeds kept exactly, plus each class's
+  size within 10 % (Kervadec et al.'s setting), at full length and as clicks;
+- ``scribbles_tags``: the seeds plus tags.
+
+Finished runs are reused (``runs/bench_ccnn_synthetic/<row>/seed<n>``).
+
+    python benchmarks/ccnn_synthetic.py [--quick] [--json PATH] [--rows a,b] [--seeds 0,1,2]
 """
 
+import json
 import os
+import statistics
 
 import common
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs",
                       "ccnn_synthetic.yaml")
+CLICKS = {"data.scribble_ratio": 0.0}
 ROWS = {
-    "ccnn_tags": {"method": "ccnn", "ccnn.size_bits": False},
-    "ccnn_size": {"method": "ccnn", "ccnn.size_bits": True},
-    "pce": {"method": "pce"},
     "full": {"method": "full"},
+    "pce": {"method": "pce"},
+    "pce_clicks": {"method": "pce", **CLICKS},
+    "ccnn_tags": {"method": "ccnn"},
+    "ccnn_size": {"method": "ccnn", "ccnn.size_bits": True},
+    "ccnn_box": {"method": "ccnn", "ccnn.boxes": True},
+    "scribbles_tags": {"method": "ccnn", "ccnn.seeds": True},
+    "scribbles_size": {"method": "ccnn", "ccnn.seeds": True, "ccnn.tags": False,
+                       "ccnn.sizes": True},
+    "clicks_size": {"method": "ccnn", "ccnn.seeds": True, "ccnn.tags": False,
+                    "ccnn.sizes": True, **CLICKS},
 }
+REFERENCE = {"pce_clicks": None, "clicks_size": "pce_clicks"}
+"""Each row's paired reference (default ``pce``; ``None``: none)."""
+
+
+def finished(folder):
+    path = os.path.join(folder, "metrics.json")
+    if not (os.path.exists(path) and os.path.exists(os.path.join(folder, "model.keras"))):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("final")
+
+
+def mean_sd(values):
+    return (statistics.fmean(values) if values else None,
+            statistics.stdev(values) if len(values) > 1 else None)
+
+
+def pm(mean, sd, signed=False):
+    if mean is None:
+        return "-"
+    return (f"{mean:+.3f}" if signed else f"{mean:.3f}") + ("" if sd is None else f" ± {sd:.3f}")
 
 
 def main():
-    args = common.parser(__doc__.split("\n")[0]).parse_args()
+    parser = common.parser(__doc__.split("\n")[0])
+    parser.add_argument("--rows", help=f"comma-separated, among {', '.join(ROWS)}")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    args = parser.parse_args()
     from keras_regseg.training.config import TrainConfig
     from keras_regseg.training.trainer import train
 
+    rows = args.rows.split(",") if args.rows else list(ROWS)
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        parser.error(f"--rows: unknown row {unknown[0]!r}; expected among {', '.join(ROWS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
     base = TrainConfig.from_yaml(CONFIG)
     if args.quick:
         base = base.override(**{"training.iterations": 40, "training.steps_per_epoch": 20})
+        seeds = seeds[:1]
     runs = os.path.join("runs", "bench_ccnn_synthetic" + ("_quick" if args.quick else ""))
-    table, rows = {}, []
-    for name, overrides in ROWS.items():
-        config = base.override(**{"output": os.path.join(runs, name), **overrides})
-        metrics = train(config, verbose=0).metrics
-        per_class = {k: v for k, v in metrics.items() if k.startswith("iou_per_class")}
-        table[name] = {"miou": metrics["miou"], "pixel_accuracy": metrics["pixel_accuracy"],
-                       "wall_s": metrics["wall_s"], **per_class}
-        rows.append([name, metrics["miou"], metrics["pixel_accuracy"], metrics["wall_s"]])
-        print(f"{name}: mIoU {metrics['miou']:.4f}", flush=True)
-    common.print_table(["method", "val mIoU", "pixel acc", "wall s"], rows)
+    results = {}
+    for name in rows:
+        for seed in seeds:
+            folder = os.path.join(runs, name, f"seed{seed}")
+            metrics = finished(folder)
+            if metrics is None:
+                config = base.override(**{"output": folder, "training.seed": seed,
+                                          **ROWS[name]})
+                metrics = train(config, verbose=0).metrics
+            results.setdefault(name, {})[seed] = metrics
+            print(f"{name} seed {seed}: mIoU {metrics['miou']:.4f}", flush=True)
+    table, printed = {}, []
+    for name, by_seed in results.items():
+        miou = [by_seed[s]["miou"] for s in seeds if s in by_seed]
+        mean, sd = mean_sd(miou)
+        reference = REFERENCE.get(name, "pce")
+        paired = None
+        if reference and reference != name and reference in results:
+            differences = [by_seed[s]["miou"] - results[reference][s]["miou"]
+                           for s in seeds if s in by_seed and s in results[reference]]
+            paired = dict(zip(("mean", "sd"), mean_sd(differences)), reference=reference)
+        table[name] = {"mean_miou": mean, "sd_miou": sd, "seeds": seeds, "miou_per_seed": miou,
+                       "paired": paired,
+                       "pixel_accuracy": mean_sd([by_seed[s]["pixel_accuracy"] for s in seeds])[0],
+                       "wall_s": mean_sd([by_seed[s]["wall_s"] for s in seeds])[0]}
+        printed.append([name, len(miou), pm(mean, sd),
+                        f"{pm(paired['mean'], paired['sd'], True)} vs {reference}"
+                        if paired else "-", table[name]["wall_s"]])
+    common.print_table(["row", "seeds", "val mIoU", "paired difference", "wall s"], printed)
     common.write_json(args.json, {
         "budget": {"iterations": base.training.iterations, "batch": base.training.batch_size,
                    "size": base.data.size},
-        "ccnn": {k: v for k, v in base.to_dict()["ccnn"].items()},
+        "ccnn": base.to_dict()["ccnn"], "rows": {n: ROWS[n] for n in rows},
         "quick": args.quick, "methods": table})
 
 

@@ -23,7 +23,9 @@ import tensorflow as tf
 
 from keras_regseg.data.spec import PAD_INDEX
 
-LABEL_KEYS = ("weak_label", "dense_label", "proposal")  # proposal: trust-region stage A
+LABEL_KEYS = ("weak_label", "dense_label", "proposal", "box_masks")
+"""Label maps warped with the image: ``proposal`` (trust-region stage A) and
+``box_masks`` (``[H, W, R]``, one channel per box; CCNN box constraints) besides the labels."""
 
 
 class Augmentation:
@@ -264,7 +266,8 @@ def augment_sample(sample, augmentation=None, crop_size=None, seed=(0, 0)):
 
     Args:
         sample: dict with ``"image"`` float32 ``[H, W, C]`` and any of
-            ``"weak_label"``, ``"dense_label"`` (int ``[H, W]``); other keys pass through.
+            :data:`LABEL_KEYS` (int ``[H, W]``, or ``[H, W, R]`` for several maps
+            under one key); other keys pass through.
         augmentation: an :class:`Augmentation`, or ``None`` for none (crop only).
         crop_size: int or ``(height, width)``: random crop, padded where the image
             is smaller (labels with PAD_INDEX); ``None`` keeps the size.
@@ -288,13 +291,20 @@ def augment_sample(sample, augmentation=None, crop_size=None, seed=(0, 0)):
     image = out["image"]
     # A channel of ones rides along with the labels: after nearest sampling with fill
     # PAD_INDEX it marks the output pixels that come from inside the image.
-    labels = tf.stack([out[k] for k in keys] + [tf.ones_like(out[keys[0]])], axis=-1)
+    several = {k: out[k].shape.rank == 3 for k in keys}
+    maps = [out[k] if several[k] else out[k][..., None] for k in keys]
+    channels = [int(m.shape[-1]) for m in maps]
+    labels = tf.concat(maps + [tf.ones_like(maps[0][..., :1])], axis=-1)
     shape = tf.shape(image)
     matrix, size = random_transform(shape[0], shape[1], augmentation, crop_size, seed)
     labels = _warp(labels, matrix, size, "NEAREST", "CONSTANT", float(PAD_INDEX))
     inside = labels[..., -1:] == 1
     image = _warp(image, matrix, size, augmentation.image_interpolation.upper(), "NEAREST")
     out["image"] = tf.where(inside, image, _pad_color(out["image"], augmentation.image_pad_value))
-    for i, key in enumerate(keys):
-        out[key] = labels[..., i]
+    start = 0
+    for key, count in zip(keys, channels):
+        out[key] = labels[..., start:start + count]
+        if not several[key]:
+            out[key] = out[key][..., 0]
+        start += count
     return out

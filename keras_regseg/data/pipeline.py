@@ -20,13 +20,15 @@ inputs are shuffled with a buffer of ``shuffle_buffer`` decoded samples.
 ((2, 16, 16, 1), (2, 16, 16, 2))
 """
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
 from keras_regseg.data.augment import Augmentation, augment_sample, normalize_crop_size
 from keras_regseg.data.base import SegmentationSource
 from keras_regseg.data.spec import PAD_INDEX
-from keras_regseg.data.weak_labels import size_bits_from_mask
+from keras_regseg.data.weak_labels import boxes_from_mask, size_bits_from_mask
 from keras_regseg.losses.targets import pack_targets
 
 TARGETS = {"weak": "weak_label", "dense": "dense_label", "tags": "weak_label",
@@ -38,6 +40,49 @@ TARGETS = {"weak": "weak_label", "dense": "dense_label", "tags": "weak_label",
 instead of packed label maps; tags and size bits are image-level facts, so
 they are read before augmentation.
 """
+
+DICT_TARGET_KEYS = ("seeds", "tags", "size_bits", "sizes", "boxes")
+
+
+@dataclasses.dataclass(frozen=True)
+class DictTargets:
+    """``y_true`` as a dict of named weak labels, for methods that combine them (CCNN).
+
+    ``keys`` among :data:`DICT_TARGET_KEYS`; each adds entries to the batch's
+    ``y_true``:
+
+    - ``"seeds"``: ``"seeds"`` int32 ``[B, h, w]``, the weak label map (scribbles,
+      clicks) warped with the image;
+    - ``"tags"``, ``"size_bits"``: float32 ``[B, K]`` image-level facts, read
+      before augmentation (size bits from the dense label, :func:`size_bits`);
+    - ``"sizes"``: float32 ``[B, K]``, each class's fraction of the image,
+      measured on the dense label *after* augmentation (padding excluded), so
+      crops and rotations keep it exact;
+    - ``"boxes"``: ``"box_masks"`` float32 ``[B, h, w, R]`` (1 inside box r) and
+      ``"box_classes"`` int32 ``[B, R]`` (-1: no box), ``R = max_boxes``. Boxes are
+      the sample's own (``"boxes"`` ``[R', 4]`` normalized ``(y0, x0, y1, x1)`` and
+      ``"box_classes"`` ``[R']``) or, without them, one per connected component
+      of each foreground class of the dense label
+      (:func:`~keras_regseg.data.weak_labels.boxes_from_mask`); rasterized
+      before augmentation and warped with the image.
+
+    >>> DictTargets(("seeds", "sizes")).keys
+    ('seeds', 'sizes')
+    """
+
+    keys: tuple
+    max_boxes: int = 8
+
+    def __post_init__(self):
+        keys = tuple(self.keys)
+        unknown = [k for k in keys if k not in DICT_TARGET_KEYS]
+        if not keys or unknown:
+            raise ValueError(f"dict targets must name some of {', '.join(DICT_TARGET_KEYS)}; "
+                             f"got {list(keys)}.")
+        if isinstance(self.max_boxes, bool) or int(self.max_boxes) < 1:
+            raise ValueError(f"max_boxes must be an integer >= 1; got {self.max_boxes!r}.")
+        object.__setattr__(self, "keys", keys)
+
 
 SIZE_BIT_THRESHOLD = 0.1
 """A class's size bit is 1 when it covers more than this fraction of the image (CCNN paper)."""
@@ -64,6 +109,8 @@ def without_autotune_model(dataset):
 
 
 def _label_key(target):
+    if isinstance(target, DictTargets):
+        return "weak_label"
     if target not in TARGETS:
         raise ValueError(f"target must be one of {sorted(TARGETS)}; got {target!r}.")
     return TARGETS[target]
@@ -225,7 +272,8 @@ def make_training_dataset(source, batch_size, crop_size=None, augmentation=None,
         seed: makes shuffling and augmentation reproducible; ``None``: random.
         repeat: repeat forever (use ``steps_per_epoch`` in ``fit``).
         target: ``"weak"`` trains on ``weak_label``, ``"dense"`` on ``dense_label``,
-            ``"tags"`` / ``"tags_and_sizes"`` on image-level tags (see :data:`TARGETS`).
+            ``"tags"`` / ``"tags_and_sizes"`` on image-level tags (see :data:`TARGETS`);
+            a :class:`DictTargets` gives ``y_true`` as a dict of what it names.
         shuffle_buffer: buffer size when samples cannot be shuffled by index.
         skip_samples: samples of the stream to skip before the first batch. A resumed
             run passes the number it already trained on, so that it continues the
@@ -252,13 +300,21 @@ def make_training_dataset(source, batch_size, crop_size=None, augmentation=None,
     size_check = _fixed_size_check(source, crop_size, augmentation)
 
     samples = _samples(source, shuffle, seed, repeat, shuffle_buffer, skip_samples)
+    dict_targets = target if isinstance(target, DictTargets) else None
     image_level = target in ("tags", "tags_and_sizes")
-    if image_level:
+    if image_level or dict_targets is not None:
         num_classes = samples.element_spec["tags"].shape[-1]
+    extra_maps = []
+    if image_level:
         samples = samples.map(lambda s: dict(s, image_targets=_image_targets(
             s, num_classes, with_sizes=target == "tags_and_sizes")))
+    elif dict_targets is not None:
+        samples = samples.map(lambda s: _dict_targets_before_augmentation(
+            s, num_classes, dict_targets))
+        extra_maps = [key for key, wanted in (("dense_label", "sizes"), ("box_masks", "boxes"))
+                      if wanted in dict_targets.keys]
     if proposals is not None:
-        if image_level:
+        if image_level or dict_targets is not None:
             raise ValueError("proposals need label-map targets; got target=%r." % target)
         # The training step each sample goes to (one batch a step) tells the proposal lookup
         # which stage-A round it belongs to, however far ahead tf.data prefetches. The lookup
@@ -268,7 +324,7 @@ def make_training_dataset(source, batch_size, crop_size=None, augmentation=None,
         samples = tf.data.Dataset.zip(samples, steps).map(
             lambda s, step: dict(s, proposal=proposals(s, step)))
     # Drop what the step does not use (the id names a sample in size errors).
-    samples = samples.map(lambda s: _select(s, ["image", label_key],
+    samples = samples.map(lambda s: _select(s, ["image", label_key, *extra_maps],
                                             optional=["id", "image_targets", "proposal"]))
     # One stateless seed pair per sample, drawn from a seeded stream: augmentations are then
     # reproducible whatever the parallelism, and differ from epoch to epoch.
@@ -283,6 +339,8 @@ def make_training_dataset(source, batch_size, crop_size=None, augmentation=None,
             image.set_shape([*crop_size, None])
         if image_level:
             return image, sample["image_targets"]
+        if dict_targets is not None:
+            return image, _dict_targets_after_augmentation(sample, num_classes, dict_targets)
         if proposals is not None:
             return image, tf.stack([sample[label_key], sample["proposal"]], axis=-1)
         return image, sample[label_key]
@@ -290,7 +348,7 @@ def make_training_dataset(source, batch_size, crop_size=None, augmentation=None,
     dataset = tf.data.Dataset.zip(samples, seeds).map(
         augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=True, num_parallel_calls=tf.data.AUTOTUNE)
-    if not image_level:
+    if not image_level and dict_targets is None:
         dataset = dataset.map(lambda images, labels: (images, _pack(labels, images)),
                               num_parallel_calls=tf.data.AUTOTUNE)
     return without_autotune_model(dataset.prefetch(tf.data.AUTOTUNE))
@@ -309,6 +367,68 @@ def _image_targets(sample, num_classes, with_sizes):
     if with_sizes:
         targets["size_bits"] = size_bits(sample["dense_label"], num_classes)
     return targets
+
+
+def _dict_targets_before_augmentation(sample, num_classes, targets):
+    """Image-level targets, and the box masks to warp with the image (:class:`DictTargets`)."""
+    image_targets = {}
+    if "tags" in targets.keys:
+        image_targets["tags"] = tf.cast(sample["tags"], tf.float32)
+    if "size_bits" in targets.keys:
+        image_targets["size_bits"] = size_bits(sample["dense_label"], num_classes)
+    sample = dict(sample, image_targets=image_targets)
+    if "boxes" in targets.keys:
+        boxes, classes = _sample_boxes(sample, num_classes, targets.max_boxes)
+        shape = tf.shape(sample["image"])
+        sample["box_masks"] = rasterize_boxes(boxes, shape[0], shape[1])
+        image_targets["box_classes"] = classes
+    return sample
+
+
+def _sample_boxes(sample, num_classes, max_boxes):
+    """``(boxes [R, 4], classes [R])``: the sample's own boxes, padded or cut to ``max_boxes``,
+    else boxes from its dense label."""
+    if "boxes" in sample:
+        boxes = tf.reshape(tf.cast(sample["boxes"], tf.float32), [-1, 4])[:max_boxes]
+        classes = tf.reshape(tf.cast(sample["box_classes"], tf.int32), [-1])[:max_boxes]
+        missing = max_boxes - tf.shape(classes)[0]
+        boxes = tf.pad(boxes, [[0, missing], [0, 0]])
+        classes = tf.pad(classes, [[0, missing]], constant_values=-1)
+    else:
+        boxes, classes = tf.numpy_function(
+            lambda mask: boxes_from_mask(mask, num_classes, max_boxes),
+            [tf.cast(sample["dense_label"], tf.int32)], (tf.float32, tf.int32), stateful=False)
+    return tf.reshape(boxes, [max_boxes, 4]), tf.reshape(classes, [max_boxes])
+
+
+def rasterize_boxes(boxes, height, width):
+    """int32 ``[H, W, R]``: 1 on the pixels whose centre lies in box r, else 0.
+
+    ``boxes`` ``[R, 4]`` are normalized ``(y0, x0, y1, x1)`` (edges of the image at 0 and 1).
+
+    >>> rasterize_boxes(tf.constant([[0.0, 0.5, 0.5, 1.0]]), 2, 4)[..., 0].numpy().tolist()
+    [[0, 0, 1, 1], [0, 0, 0, 0]]
+    """
+    rows = (tf.cast(tf.range(height), tf.float32) + 0.5) / tf.cast(height, tf.float32)
+    cols = (tf.cast(tf.range(width), tf.float32) + 0.5) / tf.cast(width, tf.float32)
+    inside_rows = (rows[:, None] >= boxes[None, :, 0]) & (rows[:, None] <= boxes[None, :, 2])
+    inside_cols = (cols[:, None] >= boxes[None, :, 1]) & (cols[:, None] <= boxes[None, :, 3])
+    return tf.cast(inside_rows[:, None, :] & inside_cols[None, :, :], tf.int32)
+
+
+def _dict_targets_after_augmentation(sample, num_classes, targets):
+    """``y_true`` of one augmented sample (:class:`DictTargets`)."""
+    y = dict(sample["image_targets"])
+    if "seeds" in targets.keys:
+        y["seeds"] = sample["weak_label"]
+    if "sizes" in targets.keys:
+        dense = sample["dense_label"]
+        image_pixels = tf.reduce_sum(tf.cast(dense != PAD_INDEX, tf.float32))
+        counts = tf.reduce_sum(tf.one_hot(dense, num_classes), axis=[0, 1])  # 255/254: zeros
+        y["sizes"] = counts / tf.maximum(image_pixels, 1.0)
+    if "boxes" in targets.keys:
+        y["box_masks"] = tf.cast(sample["box_masks"] == 1, tf.float32)   # padding (254): out
+    return y
 
 
 def _pad_to_multiple(sample, multiple, label_key):

@@ -477,7 +477,63 @@ def size_bits_from_mask(mask, num_classes, threshold=0.1):
     [1.0, 0.0, 1.0]
     """
     threshold = _check_fraction(threshold, "threshold")
+    bits = (class_sizes_from_mask(mask, num_classes) > threshold).astype(np.float32)
+    return bits
+
+
+def class_sizes_from_mask(mask, num_classes):
+    """float32 fraction of the image each class covers (the image: every non-padding pixel).
+
+    Unlabeled pixels (``IGNORE_INDEX``) are part of the image and count for no
+    class. Shapes as in :func:`tags_from_mask`.
+
+    >>> import numpy as np
+    >>> mask = np.zeros((5, 4), np.int32); mask[0, :2] = 1; mask[4] = 254
+    >>> class_sizes_from_mask(mask, 3).round(3).tolist()     # 16 image pixels
+    [0.875, 0.125, 0.0]
+    """
     _, counts, image_pixels = _class_counts(mask, num_classes)
-    fraction = counts / np.maximum(image_pixels, 1)[:, None]
-    bits = (fraction > threshold).astype(np.float32)
-    return bits if np.ndim(mask) == 3 else bits[0]
+    sizes = (counts / np.maximum(image_pixels, 1)[:, None]).astype(np.float32)
+    return sizes if np.ndim(mask) == 3 else sizes[0]
+
+
+def boxes_from_mask(mask, num_classes, max_boxes, background=0):
+    """Bounding boxes of a dense mask: one per connected component of each foreground class.
+
+    Components are 8-connected; when there are more than ``max_boxes`` the
+    largest (by pixels) are kept. Boxes are ``(y0, x0, y1, x1)`` in normalized
+    image coordinates: a box covers pixel rows ``y0 * H .. y1 * H`` (edges), so a
+    component spanning rows ``r0..r1`` gives ``y0 = r0 / H``, ``y1 = (r1 + 1) / H``.
+
+    Returns ``(boxes float32 [max_boxes, 4], classes int32 [max_boxes])``; unused
+    rows are zeros with class -1.
+
+    >>> import numpy as np
+    >>> mask = np.zeros((4, 8), np.int32); mask[1:3, 0:2] = 2; mask[0, 6:] = 2
+    >>> boxes, classes = boxes_from_mask(mask, 3, max_boxes=3)
+    >>> boxes.tolist()[:2], classes.tolist()
+    ([[0.25, 0.0, 0.75, 0.25], [0.0, 0.75, 0.25, 1.0]], [2, 2, -1])
+    """
+    from scipy import ndimage
+
+    if np.ndim(mask) != 2:
+        raise ValueError(f"boxes_from_mask expects one mask [H, W]; got shape {np.shape(mask)}.")
+    num_classes = _check_num_classes(num_classes)
+    mask = _check_label_maps(mask, "mask", num_classes, (IGNORE_INDEX, PAD_INDEX))[0]
+    max_boxes = _check_int(max_boxes, "max_boxes", 1)
+    height, width = mask.shape
+    found = []   # (pixels, class, box)
+    for label in range(num_classes):
+        if label == background:
+            continue
+        components, count = ndimage.label(mask == label, structure=np.ones((3, 3)))
+        for index, (rows, cols) in enumerate(ndimage.find_objects(components), start=1):
+            pixels = int((components[rows, cols] == index).sum())
+            found.append((pixels, label, (rows.start / height, cols.start / width,
+                                          rows.stop / height, cols.stop / width)))
+    found.sort(key=lambda item: -item[0])   # stable: ties keep class order
+    boxes = np.zeros((max_boxes, 4), np.float32)
+    classes = np.full((max_boxes,), -1, np.int32)
+    for row, (_, label, box) in enumerate(found[:max_boxes]):
+        boxes[row], classes[row] = box, label
+    return boxes, classes

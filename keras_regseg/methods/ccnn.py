@@ -1,28 +1,48 @@
-"""``--method ccnn``: CCNN (Pathak et al., ICCV 2015) from image tags and size bits.
+"""``--method ccnn``: CCNN (Pathak et al., ICCV 2015): linear constraints on the output.
 
-Linear constraints on the output (suppression of absent classes, a lower
-bound for present ones, background bounds; with ``size_bits`` a bound per
-size bit), a latent distribution found by dual ascent
-(:func:`~keras_regseg.methods.ccnn_dual.solve_dual`) and cross-entropy to it
-(:class:`~keras_regseg.methods.ccnn_model.CCNNModel`).
+What the constraints come from is chosen in the config, alone or combined:
+image tags (suppression of absent classes, a lower bound for present ones,
+background bounds), size bits, rough class sizes, boxes, and seeds (scribbles
+or clicks, kept exactly, with the partial cross-entropy on them). A latent
+distribution is found by dual ascent
+(:func:`~keras_regseg.methods.ccnn_dual.solve_dual`) and the network is trained
+by cross-entropy to it (:class:`~keras_regseg.methods.ccnn_model.CCNNModel`).
 """
 
 import dataclasses
+import typing
 
 from keras_regseg.methods.method import Method, MethodSetup, check, check_positive
 
 
 @dataclasses.dataclass
 class CCNNConfig:
-    """Constrained CNN from image tags (and optional size bits).
+    """Constrained CNN from what is known of each image.
 
-    Bounds are fractions of the image, the paper's defaults (Pascal VOC):
+    Supervision (any combination; at least one): ``tags`` (image-level tags),
+    ``size_bits`` (the paper's bit per class: above 10 % of the image or not),
+    ``sizes`` (each class's fraction of the image, within ``size_margin``;
+    measured on the dense masks where the dataset has them, the setting of
+    Kervadec et al.), ``boxes`` (at least ``box_fraction`` of each box takes its
+    class, one number or one per class; the boxes of the samples, or one per
+    connected component of each class of the dense masks, at most
+    ``max_boxes``), ``seeds`` (the scribbles or clicks: kept exactly, with the
+    partial cross-entropy on them).
+
+    Tag bounds are fractions of the image, the paper's defaults (Pascal VOC):
     each tagged class covers at least ``foreground_lower``, the background
     between ``background_lower`` and ``background_upper``; with ``size_bits``
     a large class (> 10 % of the image) at least ``large_lower`` and a small
     one at most ``small_upper``. Set them from what is known of the domain.
     """
 
+    tags: bool = True
+    seeds: bool = False
+    sizes: bool = False
+    boxes: bool = False
+    size_margin: float = 0.1
+    box_fraction: typing.Union[float, typing.List[float]] = 0.75
+    max_boxes: int = 8
     size_bits: bool = False
     downscale: int = 8
     foreground_lower: float = 0.05
@@ -34,10 +54,32 @@ class CCNNConfig:
     tolerance: float = 1e-3
 
     def validate(self):
+        check(any(self.supervision()), "tags, seeds, sizes, boxes, size_bits",
+              self.supervision(), "at least one of them true")
         check_positive("downscale", self.downscale)
+        check(0.0 <= self.size_margin <= 1.0, "size_margin", self.size_margin,
+              "a fraction in [0, 1]")
+        fractions = (self.box_fraction if isinstance(self.box_fraction, list)
+                     else [self.box_fraction])
+        check(all(isinstance(f, (int, float)) and 0.0 <= f <= 1.0 for f in fractions),
+              "box_fraction", self.box_fraction, "a fraction in [0, 1] or a list, one per class")
+        check(isinstance(self.max_boxes, int) and self.max_boxes >= 1, "max_boxes",
+              self.max_boxes, "an integer >= 1")
         check(0.0 <= self.background_lower <= self.background_upper <= 1.0,
               "background_lower, background_upper",
               (self.background_lower, self.background_upper), "0 <= lower <= upper <= 1")
+
+    def supervision(self):
+        """``(tags, seeds, sizes, boxes, size_bits)`` switches."""
+        return (self.tags, self.seeds, self.sizes, self.boxes, self.size_bits)
+
+    def targets(self):
+        """The :class:`~keras_regseg.data.pipeline.DictTargets` the pipeline makes."""
+        from keras_regseg.data.pipeline import DictTargets
+
+        keys = [key for key, on in zip(("tags", "seeds", "sizes", "boxes", "size_bits"),
+                                       self.supervision()) if on]
+        return DictTargets(tuple(keys), max_boxes=self.max_boxes)
 
     def constraints(self):
         """The bounds as a :class:`~keras_regseg.methods.ccnn_constraints.TagConstraintConfig`."""
@@ -54,8 +96,9 @@ def setup(config, network, data=None):
 
     ccnn = config.ccnn
     model = CCNNModel(network, constraints=ccnn.constraints(), downscale=ccnn.downscale,
-                      max_iterations=ccnn.max_iterations, tolerance=ccnn.tolerance)
-    return MethodSetup(model, None, "tags_and_sizes" if ccnn.size_bits else "tags")
+                      max_iterations=ccnn.max_iterations, tolerance=ccnn.tolerance,
+                      size_margin=ccnn.size_margin, box_fraction=ccnn.box_fraction)
+    return MethodSetup(model, None, ccnn.targets())
 
 
 def search(hp, config, num_classes):
@@ -70,5 +113,6 @@ def search(hp, config, num_classes):
     hp.Float("ccnn.background_upper", middle, (upper + 1.0) / 2, default=float(upper))
 
 
-METHOD = Method("ccnn", "linear constraints from image tags, latent distribution by dual ascent",
+METHOD = Method("ccnn", "linear constraints (tags, sizes, boxes, seeds), latent distribution "
+                        "by dual ascent",
                 setup, config=CCNNConfig, search=search, target="tags")

@@ -280,7 +280,28 @@ class ConstraintSet(NamedTuple):
         >>> cs.forbidden.numpy()[0, :, :, 1].tolist()        # class 1 only in the top row
         [[False, False], [True, True]]
         """
-        masks = box_masks(boxes, grid_shape)
+        return self.with_box_masks(box_masks(boxes, grid_shape), classes, inside_fraction, slack)
+
+    def with_box_masks(self, masks, classes, inside_fraction=0.75, slack=2.0):
+        """Box constraints from box masks on the solver's grid (boxes after augmentation).
+
+        The same constraints as :meth:`with_boxes`: at least ``inside_fraction``
+        of each box takes its class, and a class that has boxes is suppressed
+        wherever none of its boxes reaches.
+
+        Args:
+            masks: ``[B, R, h, w]``, the fraction of each cell a box covers.
+            classes: int ``[B, R]``; ``-1`` marks padding.
+            inside_fraction: scalar or ``[B, R]`` (e.g. a fraction per class gathered
+                by the box classes).
+            slack: slack weight of the box bounds.
+
+        >>> cs = tag_constraints([[1.0, 1.0]])
+        >>> cs = cs.with_box_masks([[[[1.0, 0.5], [0.0, 0.0]]]], [[1]], inside_fraction=0.5)
+        >>> cs.regions.bounds.numpy().astype(float).round(3).tolist(), cs.forbidden.numpy()[0, 1, :, 1].tolist()
+        ([[0.188]], [True, True])
+        """
+        masks = tf.convert_to_tensor(masks, tf.float32)
         classes = tf.convert_to_tensor(classes, tf.int32)
         _check_class_range(classes, self.num_classes, "box classes")
         with_bounds = self.with_region_bounds(masks, classes, inside_fraction, "lower", slack)
@@ -289,6 +310,40 @@ class ConstraintSet(NamedTuple):
         inside = tf.einsum("brhw,brk->bhwk", tf.cast(masks > 0.0, tf.float32), one_hot) > 0.0
         has_box = tf.reduce_any(one_hot > 0.0, axis=1)[:, None, None, :]
         return with_bounds.with_suppression(tf.logical_and(has_box, tf.logical_not(inside)))
+
+    def with_size_bounds(self, sizes, margin=0.1, slack=2.0):
+        """Bound each class's mass near a known size (Kervadec et al., MedIA 2019).
+
+        A class of size ``s > 0`` keeps its mass in ``[(1 - margin) s, (1 + margin) s]``
+        (replacing the bounds it had); a class of size 0 is suppressed. An image
+        whose sizes are all 0 (nothing known) is left as it was.
+
+        Args:
+            sizes: float ``[B, K]``, each class's fraction of the image.
+            margin: relative tolerance of the bounds, in ``[0, 1]``.
+            slack: slack weight of the bounds.
+
+        >>> cs = tag_constraints([[0.0, 0.0, 0.0]]).with_size_bounds([[0.9, 0.1, 0.0]])
+        >>> cs.lower.numpy().astype(float).round(2).tolist(), cs.upper.numpy().astype(float).round(2).tolist()
+        ([[0.81, 0.09, 0.0]], [[0.99, 0.11, 1.0]])
+        >>> cs.forbidden.numpy()[0, 0, 0].tolist()
+        [False, False, True]
+        """
+        sizes = tf.convert_to_tensor(sizes, tf.float32)
+        if sizes.shape.rank != 2 or sizes.shape[-1] != self.num_classes:
+            raise ValueError(f"sizes must have shape [B, {self.num_classes}]; got {sizes.shape}.")
+        if not 0.0 <= margin <= 1.0:
+            raise ValueError(f"margin must be in [0, 1]; got {margin}.")
+        known = tf.reduce_any(sizes > 0.0, axis=-1, keepdims=True)
+        present = sizes > 0.0
+        bounded = tf.logical_and(known, present)
+        return self._replace(
+            lower=tf.where(bounded, (1.0 - margin) * sizes, self.lower),
+            lower_slack=tf.where(bounded, slack, self.lower_slack),
+            upper=tf.where(bounded, tf.minimum((1.0 + margin) * sizes, 1.0), self.upper),
+            upper_slack=tf.where(bounded, slack, self.upper_slack),
+            forbidden=tf.logical_or(self.forbidden, tf.logical_and(
+                known, tf.logical_not(present))[:, None, None, :]))
 
 
 def box_masks(boxes, grid_shape):

@@ -7,16 +7,27 @@ constraints (:func:`~keras_regseg.methods.ccnn_dual.solve_dual`), then takes
 one optimizer step on the cross-entropy between ``P`` (held fixed: no gradient
 flows through the solver) and the coarse network output.
 
-Targets ``y`` carry image tags, in either form:
+Targets ``y`` are a float tensor ``[B, K]`` of multi-hot tags, or a dict of
+any of (:class:`~keras_regseg.data.pipeline.DictTargets` makes them):
 
-- a float tensor ``[B, K]`` of multi-hot tags;
-- a dict ``{"tags": [B, K], "size_bits": [B, K]}``; ``"size_bits"`` is optional
-  (1 where a class covers more than 10 % of the image) and switches on the
-  paper's size constraints.
+- ``"tags"`` ``[B, K]``: the paper's tag constraints (suppression of absent
+  classes, lower bounds for present ones, background bounds);
+- ``"size_bits"`` ``[B, K]``: the paper's size constraints (1 where a class
+  covers more than 10 % of the image);
+- ``"sizes"`` ``[B, K]``: each class's (rough) fraction of the image, bounded
+  within ``size_margin`` of it (Kervadec et al., MedIA 2019);
+- ``"box_masks"`` ``[B, H, W, R]`` and ``"box_classes"`` ``[B, R]`` (-1: none):
+  at least ``box_fraction`` of each box takes its class, which is suppressed
+  outside its boxes;
+- ``"seeds"`` ``[B, H, W]``: scribbles or clicks. Seed pixels keep their label
+  in the latent distribution (exactly, by suppressing the other classes on the
+  solver cells they fill), the loss adds the partial cross-entropy on them at
+  full resolution, and the cross-entropy to the latent distribution counts on
+  the cells without seeds.
 
-Other constraints (boxes, regions) are added by overriding
-:meth:`CCNNModel.build_constraints`. ``call`` is the network's, so
-``predict``, saving and export see the plain network.
+Other constraints are added by overriding :meth:`CCNNModel.build_constraints`.
+``call`` is the network's, so ``predict``, saving and export see the plain
+network.
 
 >>> import numpy as np, keras
 >>> net = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(3, 3, padding="same")])
@@ -34,11 +45,14 @@ Other constraints (boxes, regions) are added by overriding
 import keras
 import tensorflow as tf
 
-from keras_regseg.methods.ccnn_constraints import TagConstraintConfig, tag_constraints
+from keras_regseg.losses.cross_entropy import masked_cross_entropy
+from keras_regseg.methods.ccnn_constraints import (HARD_SLACK, TagConstraintConfig,
+                                                   tag_constraints)
 from keras_regseg.methods.ccnn_dual import solve_dual
 from keras_regseg.methods.wrapper import NetworkWrapper
+from keras_regseg.ops.replicas import replica_sum
 
-TARGET_KEYS = ("tags", "size_bits")
+TARGET_KEYS = ("tags", "size_bits", "sizes", "box_masks", "box_classes", "seeds")
 
 
 @keras.saving.register_keras_serializable(package="keras_regseg")
@@ -78,6 +92,12 @@ class CCNNModel(NetworkWrapper):
         downscale: the dual is solved on the logits average-pooled by this
             factor (cells at the border average their pixels inside the image).
             The paper solves it on its FCN's stride-8 output, hence 8.
+        size_margin: relative tolerance of the ``"sizes"`` bounds (their slack is
+            :data:`~keras_regseg.methods.ccnn_constraints.HARD_SLACK`: the margin
+            is where the uncertainty of a size goes).
+        box_fraction: fraction of a box its class fills at least: one number, or
+            one per class (a ring such as the myocardium fills less of its box
+            than a disc).
         max_iterations, tolerance, initial_step, solver_jit_compile: passed to
             :func:`~keras_regseg.methods.ccnn_dual.solve_dual`.
         **kwargs: ``keras.Model`` arguments (``name``, ...).
@@ -88,8 +108,22 @@ class CCNNModel(NetworkWrapper):
     """
 
     def __init__(self, network, constraints=None, downscale=8, max_iterations=3000,
-                 tolerance=1e-3, initial_step=10.0, solver_jit_compile=True, **kwargs):
+                 tolerance=1e-3, initial_step=10.0, solver_jit_compile=True, size_margin=0.1,
+                 box_fraction=0.75, **kwargs):
         super().__init__(network, **kwargs)
+        if not 0.0 <= float(size_margin) <= 1.0:
+            raise ValueError(f"size_margin must be in [0, 1]; got {size_margin!r}.")
+        fractions = [box_fraction] if isinstance(box_fraction, (int, float)) else box_fraction
+        if not all(0.0 <= float(f) <= 1.0 for f in fractions):
+            raise ValueError(f"box_fraction must be a fraction in [0, 1] or one per class; "
+                             f"got {box_fraction!r}.")
+        if not isinstance(box_fraction, (int, float)) and self.num_classes not in (
+                None, len(box_fraction)):
+            raise ValueError(f"box_fraction has {len(box_fraction)} values; expected one "
+                             f"per class ({self.num_classes}) or a single number.")
+        self.size_margin = float(size_margin)
+        self.box_fraction = (float(box_fraction) if isinstance(box_fraction, (int, float))
+                             else [float(f) for f in box_fraction])
         if isinstance(downscale, bool) or int(downscale) != downscale or downscale < 1:
             raise ValueError(f"downscale must be an integer >= 1; got {downscale!r}.")
         if constraints is None:
@@ -122,19 +156,58 @@ class CCNNModel(NetworkWrapper):
             return logits
         return tf.nn.avg_pool2d(logits, self.downscale, self.downscale, padding="SAME")
 
-    def build_constraints(self, y, grid_shape):
+    def coarse_mean(self, maps):
+        """Average ``[B, H, W, C]`` maps over the solver's cells (as the logits)."""
+        maps = tf.cast(maps, tf.float32)
+        if self.downscale == 1:
+            return maps
+        return tf.nn.avg_pool2d(maps, self.downscale, self.downscale, padding="SAME")
+
+    def seed_cells(self, seeds):
+        """``(seeded [B, h, w] bool, pinned labels [B, h, w] int32)`` on the solver's grid.
+
+        A cell is seeded when it holds a seed pixel; it is pinned to a class when
+        all its seed pixels have that class (255 elsewhere).
+        """
+        num_classes = self.num_classes
+        classes_present = self.coarse_mean(tf.one_hot(tf.cast(seeds, tf.int32), num_classes)) > 0
+        count = tf.reduce_sum(tf.cast(classes_present, tf.int32), axis=-1)
+        pinned = tf.where(count == 1, tf.argmax(tf.cast(classes_present, tf.int32), axis=-1,
+                                                output_type=tf.int32), 255)
+        return count > 0, pinned
+
+    def build_constraints(self, targets, grid_shape):
         """The batch's :class:`~keras_regseg.methods.ccnn_constraints.ConstraintSet`.
 
-        Override to add constraints; ``grid_shape`` is the coarse ``(h, w)``.
-        For example, boxes passed as extra ``y`` entries::
+        ``targets`` is the dict of the module docstring (tags as ``"tags"``);
+        ``grid_shape`` is the coarse ``(h, w)``. Override to add constraints,
+        e.g. region bounds from an extra ``y`` entry::
 
-            class BoxCCNN(CCNNModel):
-                def build_constraints(self, y, grid_shape):
-                    base = super().build_constraints({"tags": y["tags"]}, grid_shape)
-                    return base.with_boxes(y["boxes"], y["box_classes"], grid_shape)
+            class RegionCCNN(CCNNModel):
+                def build_constraints(self, targets, grid_shape):
+                    base = super().build_constraints(targets, grid_shape)
+                    return base.with_region_bounds(targets["regions"], targets["classes"], 0.5)
         """
-        tags, size_bits = self._unpack_targets(y)
-        return tag_constraints(tags, size_bits, self.constraint_config)
+        tags = targets.get("tags")
+        if tags is None:   # no tags: only the other constraints
+            tags = tf.zeros(tf.stack([tf.shape(next(iter(targets.values())))[0],
+                                      self.num_classes]), tf.float32)
+            tags.set_shape([None, self.num_classes])
+        constraints = tag_constraints(tags, targets.get("size_bits"), self.constraint_config)
+        if "sizes" in targets:
+            constraints = constraints.with_size_bounds(targets["sizes"], self.size_margin,
+                                                       HARD_SLACK)
+        if "box_masks" in targets:
+            classes = tf.cast(targets["box_classes"], tf.int32)
+            masks = tf.transpose(self.coarse_mean(targets["box_masks"]), [0, 3, 1, 2])
+            fraction = tf.broadcast_to(tf.constant(self.box_fraction, tf.float32),
+                                       [self.num_classes])
+            constraints = constraints.with_box_masks(
+                masks, classes, tf.gather(fraction, tf.maximum(classes, 0)),
+                self.constraint_config.foreground_slack)
+        if "seeds" in targets:
+            constraints = constraints.with_seeds(self.seed_cells(targets["seeds"])[1])
+        return constraints
 
     def latent_targets(self, y, logits):
         """``(P, coarse logits, DualSolution)`` for a batch; ``P`` carries no gradient."""
@@ -142,17 +215,30 @@ class CCNNModel(NetworkWrapper):
         if coarse.shape[1] is None or coarse.shape[2] is None:
             raise ValueError("CCNNModel needs a static image size to build constraints; "
                              f"got coarse logits of shape {coarse.shape}.")
-        constraints = self.build_constraints(y, (int(coarse.shape[1]), int(coarse.shape[2])))
+        constraints = self.build_constraints(self._unpack_targets(y),
+                                             (int(coarse.shape[1]), int(coarse.shape[2])))
         solution = solve_dual(coarse, constraints, self.max_iterations, self.tolerance,
                               self.initial_step, self.solver_jit_compile)
         return tf.stop_gradient(solution.latent), coarse, solution
 
     def loss_terms(self, y, logits, training=True):
-        """Cross-entropy to the latent ``P`` per coarse pixel, and the solver's figures."""
+        """Cross-entropy to the latent ``P`` per coarse pixel (plus pCE with seeds), and the
+        solver's figures."""
         latent, coarse, solution = self.latent_targets(y, logits)
-        return {"loss": self.latent_loss.call(latent, coarse),
-                "ccnn_violation": solution.violation,
-                "ccnn_iterations": tf.cast(solution.iterations, tf.float32)}
+        latent_ce = self.latent_loss.call(latent, coarse)
+        terms = {"ccnn_violation": solution.violation,
+                 "ccnn_iterations": tf.cast(solution.iterations, tf.float32)}
+        if not (isinstance(y, dict) and "seeds" in y):
+            return dict(terms, loss=latent_ce)
+        seeds = tf.cast(y["seeds"], tf.int32)
+        free = 1.0 - tf.cast(self.seed_cells(seeds)[0], tf.float32)
+        # The latent term is a mean over the cells without seeds of the global batch, the
+        # seed term pCE's mean over seed pixels: each counts as one term of the sum.
+        cells = replica_sum(tf.cast(tf.size(free), tf.float32))
+        latent_mean = tf.reduce_mean(latent_ce * free, axis=[1, 2]) * (
+            cells / tf.maximum(replica_sum(tf.reduce_sum(free)), 1.0))
+        seed_ce = masked_cross_entropy(seeds, tf.nn.log_softmax(tf.cast(logits, tf.float32)))
+        return dict(terms, loss=seed_ce + latent_mean[:, None, None])
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The replica's share of the loss (Keras's API): latent CE plus regularization,
@@ -160,21 +246,26 @@ class CCNNModel(NetworkWrapper):
         return self.objective(self.loss_terms(y, y_pred, training)["loss"], sample_weight)
 
     def _unpack_targets(self, y):
-        if isinstance(y, dict):
-            unknown = sorted(set(y) - set(TARGET_KEYS))
-            if unknown or "tags" not in y:
-                raise ValueError(f"CCNN targets must be a dict with key 'tags' and optional "
-                                 f"'size_bits'; got keys {sorted(y)}.")
-            tags, size_bits = y["tags"], y.get("size_bits")
-        elif y is None:
-            raise ValueError("CCNNModel needs targets y carrying image tags [B, K]; got None.")
-        else:
-            tags, size_bits = y, None
-        tags = tf.convert_to_tensor(tags)
-        if tags.shape.rank != 2 or self.num_classes not in (None, tags.shape[-1]):
-            raise ValueError(f"tags must have shape [B, {self.num_classes}] (the network's "
-                             f"classes); got {tags.shape}.")
-        return tags, size_bits
+        """The targets as a dict (module docstring), checked."""
+        if y is None:
+            raise ValueError("CCNNModel needs targets y: image tags [B, K] or a dict of "
+                             f"{', '.join(TARGET_KEYS)}; got None.")
+        targets = dict(y) if isinstance(y, dict) else {"tags": y}
+        unknown = sorted(set(targets) - set(TARGET_KEYS))
+        if type(self).build_constraints is not CCNNModel.build_constraints:
+            unknown = []   # a subclass's own entries, for its build_constraints
+        if unknown or not targets or ("box_masks" in targets and "box_classes" not in targets):
+            raise ValueError(f"CCNN targets must be a dict of {', '.join(TARGET_KEYS)} "
+                             "(box_masks with box_classes); got keys "
+                             f"{sorted(targets)}.")
+        for key in ("tags", "size_bits", "sizes"):
+            if key in targets:
+                value = tf.convert_to_tensor(targets[key])
+                if value.shape.rank != 2 or self.num_classes not in (None, value.shape[-1]):
+                    raise ValueError(f"{key} must have shape [B, {self.num_classes}] (the "
+                                     f"network's classes); got {value.shape}.")
+                targets[key] = value
+        return targets
 
     def get_config(self):
         config = super().get_config()
@@ -185,5 +276,7 @@ class CCNNModel(NetworkWrapper):
             "tolerance": self.tolerance,
             "initial_step": self.initial_step,
             "solver_jit_compile": self.solver_jit_compile,
+            "size_margin": self.size_margin,
+            "box_fraction": self.box_fraction,
         })
         return config

@@ -337,6 +337,13 @@ def _build(cls, values, source, prefix):
     return cls(**kwargs)
 
 
+def _kind_name(kind):
+    """``float``, ``list of float``, ..."""
+    if typing.get_origin(kind) is list:
+        return f"a list of {_kind_name(typing.get_args(kind)[0])}"
+    return kind.__name__
+
+
 def _check_type(value, kind, source, key):
     """Return ``value`` converted to ``kind`` (int -> float allowed), or raise."""
     optional = typing.get_origin(kind) is typing.Union and type(None) in typing.get_args(kind)
@@ -344,6 +351,17 @@ def _check_type(value, kind, source, key):
         if value is None:
             return None
         kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    if typing.get_origin(kind) is typing.Union:   # e.g. a number or a list of numbers
+        for option in typing.get_args(kind):
+            try:
+                return _check_type(value, option, source, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{source}: {key} = {_shown(value)} is a {type(value).__name__}; "
+                          f"expected {' or '.join(_kind_name(k) for k in typing.get_args(kind))}.")
+    if typing.get_origin(kind) is list and isinstance(value, list):
+        item = typing.get_args(kind)[0]
+        return [_check_type(v, item, source, f"{key}[{i}]") for i, v in enumerate(value)]
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise ConfigError(f"{source}: {key} = {value!r}; expected a finite number.")
