@@ -81,8 +81,17 @@ METHODS = {
     # Image-level tags only, from scratch (bounds of configs/ccnn_acdc.yaml).
     "ccnn_tags": {"method": "ccnn", **CCNN_ACDC},
     "ccnn_size": {"method": "ccnn", **CCNN_ACDC, "ccnn.size_bits": True},
+    # Boxes (one per connected component of each structure, from the masks) and tags.
+    "ccnn_box": {"method": "ccnn", **CCNN_ACDC, "ccnn.boxes": True},
+    # Seeds kept exactly + each structure's size within 10 % (Kervadec et al.'s setting),
+    # from the pCE network: with full scribbles, and with one click per scribble (ratio 0).
+    "scribbles_size": {"method": "ccnn", **CCNN_ACDC, "ccnn.seeds": True, "ccnn.tags": False,
+                       "ccnn.sizes": True},
+    "clicks_size": {"method": "ccnn", **CCNN_ACDC, "ccnn.seeds": True, "ccnn.tags": False,
+                    "ccnn.sizes": True},
 }
-FINETUNED = {"pce_continued", "entropy", "grid_gd", "dense_gd", "adm", "trust_region", "tr_authors"}
+FINETUNED = {"pce_continued", "entropy", "grid_gd", "dense_gd", "adm", "trust_region", "tr_authors",
+             "scribbles_size", "clicks_size"}
 BY_LENGTH = {
     # The trust region as its authors ran it (alpha_expansion.cpp's energy, warm starts):
     # tr_weight 0.05 and error probability 0.944 (K = 21) for full scribbles, 0.1 and 0.9516
@@ -98,9 +107,11 @@ SOLVER_METHODS = {"adm": "adm.processes", "trust_region": "trust_region.processe
 
 PLAN = {
     "1": {"pce": 3, "full": 3, "grid_gd": 3, "trust_region": 3,
-          "pce_continued": 2, "entropy": 2, "dense_gd": 2, "adm": 2, "tr_authors": 2},
+          "pce_continued": 2, "entropy": 2, "dense_gd": 2, "adm": 2, "tr_authors": 2,
+          "scribbles_size": 2, "ccnn_box": 2, "ccnn_tags": 2, "ccnn_size": 2},
     "0.3": {"pce": 2, "grid_gd": 2, "dense_gd": 2, "trust_region": 2, "tr_authors": 2},
-    "0": {"pce": 2, "grid_gd": 2, "dense_gd": 2, "trust_region": 2, "tr_authors": 2},
+    "0": {"pce": 2, "grid_gd": 2, "dense_gd": 2, "trust_region": 2, "tr_authors": 2,
+          "clicks_size": 2},
 }
 """Seeds per cell of the experiment: more where the comparison matters most."""
 QUICK_PLAN = {"1": {"pce": 2, "grid_gd": 2}, "0": {"pce": 2, "grid_gd": 2}}

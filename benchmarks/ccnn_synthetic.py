@@ -28,17 +28,17 @@ CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs
                       "ccnn_synthetic.yaml")
 CLICKS = {"data.scribble_ratio": 0.0}
 ROWS = {
-    "full": {"method": "full"},
     "pce": {"method": "pce"},
-    "pce_clicks": {"method": "pce", **CLICKS},
-    "ccnn_tags": {"method": "ccnn"},
-    "ccnn_size": {"method": "ccnn", "ccnn.size_bits": True},
-    "ccnn_box": {"method": "ccnn", "ccnn.boxes": True},
-    "scribbles_tags": {"method": "ccnn", "ccnn.seeds": True},
     "scribbles_size": {"method": "ccnn", "ccnn.seeds": True, "ccnn.tags": False,
                        "ccnn.sizes": True},
+    "pce_clicks": {"method": "pce", **CLICKS},
     "clicks_size": {"method": "ccnn", "ccnn.seeds": True, "ccnn.tags": False,
                     "ccnn.sizes": True, **CLICKS},
+    "ccnn_box": {"method": "ccnn", "ccnn.boxes": True},
+    "full": {"method": "full"},
+    "ccnn_tags": {"method": "ccnn"},
+    "ccnn_size": {"method": "ccnn", "ccnn.size_bits": True},
+    "scribbles_tags": {"method": "ccnn", "ccnn.seeds": True},
 }
 REFERENCE = {"pce_clicks": None, "clicks_size": "pce_clicks"}
 """Each row's paired reference (default ``pce``; ``None``: none)."""
@@ -82,8 +82,8 @@ def main():
         seeds = seeds[:1]
     runs = os.path.join("runs", "bench_ccnn_synthetic" + ("_quick" if args.quick else ""))
     results = {}
-    for name in rows:
-        for seed in seeds:
+    for seed in seeds:   # seed by seed: an interrupted run leaves every row comparable
+        for name in rows:
             folder = os.path.join(runs, name, f"seed{seed}")
             metrics = finished(folder)
             if metrics is None:

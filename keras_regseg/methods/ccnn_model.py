@@ -203,7 +203,9 @@ class CCNNModel(NetworkWrapper):
             fraction = tf.broadcast_to(tf.constant(self.box_fraction, tf.float32),
                                        [self.num_classes])
             constraints = constraints.with_box_masks(
-                masks, classes, tf.gather(fraction, tf.maximum(classes, 0)),
+                # (indices clipped: with_box_masks names out-of-range classes itself)
+                masks, classes, tf.gather(fraction, tf.clip_by_value(classes, 0,
+                                                                     self.num_classes - 1)),
                 self.constraint_config.foreground_slack)
         if "seeds" in targets:
             constraints = constraints.with_seeds(self.seed_cells(targets["seeds"])[1])
