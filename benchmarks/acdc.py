@@ -89,6 +89,9 @@ METHODS = {
                        "ccnn.sizes": True},
     "clicks_size": {"method": "ccnn", **CCNN_ACDC, "ccnn.seeds": True, "ccnn.tags": False,
                     "ccnn.sizes": True},
+    # Few scribbles, many tags: pCE on the scribbles of 10 % of the training patients (the
+    # same budget as a pCE cell), then CCNN from the tags of all of them.
+    "ccnn_tags_from_subset": {"method": "ccnn", **CCNN_ACDC, "training.pretrain_subset": 0.1},
 }
 FINETUNED = {"pce_continued", "entropy", "grid_gd", "dense_gd", "adm", "trust_region", "tr_authors",
              "scribbles_size", "clicks_size"}
@@ -108,7 +111,8 @@ SOLVER_METHODS = {"adm": "adm.processes", "trust_region": "trust_region.processe
 PLAN = {
     "1": {"pce": 3, "full": 3, "grid_gd": 3, "trust_region": 3,
           "pce_continued": 2, "entropy": 2, "dense_gd": 2, "adm": 2, "tr_authors": 2,
-          "scribbles_size": 2, "ccnn_box": 2, "ccnn_tags": 2, "ccnn_size": 2},
+          "scribbles_size": 2, "ccnn_box": 2, "ccnn_tags": 2, "ccnn_size": 2,
+          "ccnn_tags_from_subset": 2},
     "0.3": {"pce": 2, "grid_gd": 2, "dense_gd": 2, "trust_region": 2, "tr_authors": 2},
     "0": {"pce": 2, "grid_gd": 2, "dense_gd": 2, "trust_region": 2, "tr_authors": 2,
           "clicks_size": 2},
@@ -255,6 +259,8 @@ def cell_config(cell, budget, args, threads):
     if args.holdout:
         overrides["data.holdout_patients"] = args.holdout
     overrides.update(method_overrides(cell.method, cell.ratio))
+    if overrides.get("training.pretrain_subset"):   # its own pCE phase, a pCE cell's budget
+        overrides["training.pretrain_iterations"] = budget["iterations"]
     if cell.base in SOLVER_METHODS:
         # One solver worker per core left to this cell; none: solve in the training process.
         overrides[SOLVER_METHODS[cell.base]] = max(threads - 1, 0)

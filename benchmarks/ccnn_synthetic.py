@@ -11,7 +11,9 @@ difference, seed by seed, to the pCE row of the same scribble length:
 - ``ccnn_box``: tags + one box per connected component of each class;
 - ``scribbles_size`` / ``clicks_size``: the seeds kept exactly, plus each class's
   size within 10 % (Kervadec et al.'s setting), at full length and as clicks;
-- ``scribbles_tags``: the seeds plus tags.
+- ``scribbles_tags``: the seeds plus tags;
+- ``ccnn_tags_from_subset``: pCE on the scribbles of 10 % of the images, then
+  tags on all of them (few scribbles, many tags).
 
 Finished runs are reused (``runs/bench_ccnn_synthetic/<row>/seed<n>``).
 
@@ -39,6 +41,9 @@ ROWS = {
     "ccnn_tags": {"method": "ccnn"},
     "ccnn_size": {"method": "ccnn", "ccnn.size_bits": True},
     "scribbles_tags": {"method": "ccnn", "ccnn.seeds": True},
+    # pCE on the scribbles of 10 % of the images (a pCE run's budget), then tags on all.
+    "ccnn_tags_from_subset": {"method": "ccnn", "training.pretrain_iterations": 1200,
+                              "training.pretrain_subset": 0.1},
 }
 REFERENCE = {"pce_clicks": None, "clicks_size": "pce_clicks"}
 """Each row's paired reference (default ``pce``; ``None``: none)."""

@@ -180,3 +180,85 @@ def test_bad_ccnn_supervision_is_refused_clearly():
         model.loss_terms({"box_masks": np.ones((1, 16, 16, 1), np.float32),
                           "box_classes": np.array([[5]], np.int32)},
                          model(np.zeros((1, 16, 16, 1), np.float32)))
+
+
+def test_group_subset_takes_whole_patients(tmp_path):
+    from test_acdc import write_volume
+
+    from keras_regseg.data.acdc import ACDCSlices
+    from keras_regseg.data.subset import group_subset
+
+    for patient in range(21, 31):   # ten training patients of fold 1, 3 slices each
+        write_volume(str(tmp_path), patient, 1, (3, 20, 24), seed=patient)
+        write_volume(str(tmp_path), patient, 12, (2, 20, 24), seed=100 + patient)
+    slices = ACDCSlices(str(tmp_path), fold=1, split="train", size=16, progress=False)
+    subset = group_subset(slices, 0.2)
+    patients = {i.split("_")[0] for i in subset.ids()}
+    assert len(patients) == 2
+    assert sorted(subset.ids()) == sorted(i for i in slices.ids() if i.split("_")[0] in patients)
+    batch = next(iter(make_training_dataset(subset, batch_size=2, seed=0)))
+    assert batch[0].shape[0] == 2
+    with pytest.raises(ValueError, match="fraction"):
+        group_subset(slices, 0.0)
+
+
+def test_pretrain_subset_trains_the_pce_phase_on_that_share(tmp_path, monkeypatch):
+    from keras_regseg.training import trainer
+
+    phases = []
+    real_run_phase = trainer.run_phase
+
+    def recording_run_phase(config, network, data, output, *args, **kwargs):
+        phases.append((config.method, len(data.train)))
+        return real_run_phase(config, network, data, output, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "run_phase", recording_run_phase)
+    config = TrainConfig.from_yaml("configs/ccnn_synthetic.yaml").override(**{
+        "output": str(tmp_path / "run"), "data.num_train": 40, "data.num_val": 4,
+        "training.iterations": 2, "training.steps_per_epoch": 2,
+        "training.pretrain_iterations": 2, "training.pretrain_subset": 0.25})
+    trainer.train(config, verbose=0)
+    assert phases == [("pce", 10), ("ccnn", 40)]
+    with pytest.raises(ConfigError, match="pretrain_subset"):
+        config.override(**{"training.pretrain_subset": 1.5})
+
+
+def voc_with_boxes(root, lines):
+    image = np.zeros((10, 20, 3), np.uint8)
+    scribble = np.full((10, 20), 255, np.uint8)
+    helpers.make_voc(str(root), {"a": (image, scribble), "b": (image, scribble)})
+    (root / "boxes.txt").write_text(lines)
+
+
+def test_boxes_file_of_a_voc_folder_reaches_the_targets(tmp_path):
+    from keras_regseg.data.voc import VOCFolder
+
+    voc_with_boxes(tmp_path, "# id class x_min y_min x_max y_max\n"
+                             "a 1 0 0 10 5\na 2 15 5 20 10\nb 2 5 0 10 10\n")
+    voc = VOCFolder(str(tmp_path), num_classes=3, boxes_file="boxes.txt")
+    sample = voc.load(0)
+    np.testing.assert_allclose(sample["boxes"], [[0.0, 0.0, 0.5, 0.5], [0.5, 0.75, 1.0, 1.0]])
+    assert sample["box_classes"].tolist() == [1, 2]
+    assert voc.load(1)["box_classes"].tolist() == [2, -1]
+    dataset = make_training_dataset(voc, batch_size=2, shuffle=False, seed=0,
+                                    target=DictTargets(("boxes",), max_boxes=3))
+    _, y = next(iter(dataset))
+    assert y["box_classes"].numpy().tolist() == [[1, 2, -1], [2, -1, -1]]
+    masks = y["box_masks"].numpy()
+    assert masks[0, :5, :10, 0].all() and masks[0, :, :, 0].sum() == 50
+    assert masks[1, :, 5:10, 0].all() and masks[1, :, :, 0].sum() == 50
+
+
+@pytest.mark.parametrize("line, message", [
+    ("a 1 0 0 21 5", r"boxes.txt:1: box \(0, 0\) - \(21, 5\) is empty or outside the 20x10"),
+    ("a 1 3 2 3 5", r"boxes.txt:1: box .* is empty"),
+    ("a 7 0 0 2 2", r"boxes.txt:1: box class 7 outside \[0, 3\)"),
+    ("zz 1 0 0 2 2", r"boxes.txt:1: id 'zz' is not in the split"),
+    ("a 1 0 0 2", r"boxes.txt:1: expected 'id class x_min y_min x_max y_max'"),
+])
+def test_bad_boxes_are_refused_naming_the_file_and_line(tmp_path, line, message):
+    from keras_regseg.data.voc import VOCFolder
+
+    voc_with_boxes(tmp_path, line + "\n")
+    with pytest.raises(ValueError, match=message):
+        VOCFolder(str(tmp_path), num_classes=3, boxes_file="boxes.txt")

@@ -346,6 +346,10 @@ class ACDCSlices(SegmentationSource):
     def ids(self):
         return list(self._ids)
 
+    def groups(self):
+        """The patient of each slice (``patient021``): a patient is annotated as one unit."""
+        return [sample_id.split("_")[0] for sample_id in self._ids]
+
     def load(self, index):
         return {
             "image": self.images[index],

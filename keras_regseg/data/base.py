@@ -55,6 +55,11 @@ class SegmentationSource(abc.ABC):
         """Sample ids, in index order."""
         return [self.load(i)["id"] for i in range(len(self))]
 
+    def groups(self):
+        """Per sample, the unit it is annotated with (:mod:`keras_regseg.data.subset`):
+        its own id here; the patient for volume slices."""
+        return [str(i) for i in self.ids()]
+
     def output_signature(self):
         """``tf.TensorSpec`` dict of one sample (sizes may vary)."""
         return {

@@ -208,6 +208,58 @@ def _files_for_ids(folder, ids, extensions, what, split_path):
     return paths
 
 
+def read_boxes_file(path, ids, num_classes, sizes):
+    """Boxes of each image from a text file, normalized: ``(boxes [N, R, 4], classes [N, R])``.
+
+    One box per line, ``id class x_min y_min x_max y_max``, in pixels of the
+    image: ``(x_min, y_min)`` is the box's top-left corner and ``(x_max, y_max)``
+    its bottom-right one, as edges (a one-pixel box at column 3, row 5 is
+    ``3 5 4 6``; VOC's XML corners ``xmin ymin xmax ymax``, 1-based and
+    inclusive, give ``xmin - 1, ymin - 1, xmax, ymax``). Images may have no line
+    (no box); ``#`` starts a comment. Boxes come out as ``(y0, x0, y1, x1)``
+    fractions of the image's ``sizes[i] = (width, height)``, padded with class -1
+    to the largest count of any image.
+
+    A box outside its image, of zero area, of a class outside ``[0, K)``, or of
+    an id not in the split is refused, naming the file, line and box.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"boxes file {path} not found.")
+    row_of = {image_id: row for row, image_id in enumerate(ids)}
+    per_image = [[] for _ in ids]
+    for line_number, line in enumerate(read_text_lines(path, "boxes file"), 1):
+        tokens = line.split("#", 1)[0].split()
+        if not tokens:
+            continue
+        where = f"{path}:{line_number}"
+        try:
+            if len(tokens) != 6:
+                raise ValueError
+            label, corners = int(tokens[1]), [float(t) for t in tokens[2:]]
+        except ValueError:
+            raise ValueError(f"{where}: expected 'id class x_min y_min x_max y_max' (pixels); "
+                             f"got {line.strip()!r}.") from None
+        if tokens[0] not in row_of:
+            raise ValueError(f"{where}: id {tokens[0]!r} is not in the split.")
+        if not 0 <= label < num_classes:
+            raise ValueError(f"{where}: box class {label} outside [0, {num_classes}).")
+        width, height = sizes[row_of[tokens[0]]]
+        x0, y0, x1, y1 = corners
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise ValueError(f"{where}: box ({x0:g}, {y0:g}) - ({x1:g}, {y1:g}) is empty or "
+                             f"outside the {width}x{height} (WxH) image; expected "
+                             f"0 <= x_min < x_max <= {width} and 0 <= y_min < y_max <= {height}.")
+        per_image[row_of[tokens[0]]].append((label, (y0 / height, x0 / width,
+                                                     y1 / height, x1 / width)))
+    count = max(1, max(len(boxes) for boxes in per_image))
+    boxes = np.zeros((len(ids), count, 4), np.float32)
+    classes = np.full((len(ids), count), -1, np.int32)
+    for row, image_boxes in enumerate(per_image):
+        for column, (label, box) in enumerate(image_boxes):
+            boxes[row, column], classes[row, column] = box, label
+    return boxes, classes
+
+
 class VOCFolder(SegmentationSource):
     """A Pascal VOC style folder with scribble (and optional mask) PNGs.
 
@@ -227,6 +279,9 @@ class VOCFolder(SegmentationSource):
         tags_file: optional file with lines ``id c1 c2 ...``; otherwise tags come
             from the mask, else the scribbles. Like ``split_file``, a relative path
             must stay inside ``root``; an absolute path is taken as given.
+        boxes_file: optional file of boxes, one per line (:func:`read_boxes_file`);
+            samples then carry ``"boxes"`` and ``"box_classes"`` (CCNN box
+            constraints). Located like ``tags_file``.
         channels: 3 (RGB; greyscale files are copied to three channels) or 1
             (colour files are converted to luminance).
         max_pixels: images and label PNGs whose header declares more pixels are
@@ -241,7 +296,8 @@ class VOCFolder(SegmentationSource):
                  scribble_dir="pascal_2012_scribble", mask_dir="auto",
                  split_file="ImageSets/Segmentation/{split}.txt", unlabeled_value=255,
                  void_value=255, num_classes=21, class_names=None, tags_file=None,
-                 scribble_ratio=1.0, channels=3, max_pixels=MAX_IMAGE_PIXELS):
+                 scribble_ratio=1.0, channels=3, max_pixels=MAX_IMAGE_PIXELS,
+                 boxes_file=None):
         if not os.path.isdir(root):
             raise FileNotFoundError(f"VOC folder {root} not found.")
         if channels not in (1, 3):
@@ -286,6 +342,18 @@ class VOCFolder(SegmentationSource):
         if tags_file is not None:
             self.tags = read_tags_file(path_inside(root, tags_file, "tags file"), self._ids,
                                        num_classes)
+        self.boxes = self.box_classes = None
+        if boxes_file is not None:
+            self.boxes, self.box_classes = read_boxes_file(
+                path_inside(root, boxes_file, "boxes file"), self._ids, num_classes,
+                [image_size(path) for path in self.image_paths])
+
+    def output_signature(self):
+        signature = super().output_signature()
+        if self.boxes is not None:
+            signature["boxes"] = tf.TensorSpec(self.boxes.shape[1:], tf.float32)
+            signature["box_classes"] = tf.TensorSpec(self.box_classes.shape[1:], tf.int32)
+        return signature
 
     def _check_files(self):
         """Refuse unreadable or oversized images and RGB label PNGs now rather than
@@ -331,7 +399,10 @@ class VOCFolder(SegmentationSource):
             tags = tags_from_labels(
                 labels["dense_label" if self.mask_paths is not None else "weak_label"],
                 self.num_classes)
-        return {"image": image, **labels, "tags": tags, "id": self._ids[index]}
+        sample = {"image": image, **labels, "tags": tags, "id": self._ids[index]}
+        if self.boxes is not None:
+            sample.update(boxes=self.boxes[index], box_classes=self.box_classes[index])
+        return sample
 
     def indexed_tf_dataset(self, indices):
         """Map a ``tf.data.Dataset`` of int64 indices to sample dicts, decoding in the graph.
@@ -345,6 +416,8 @@ class VOCFolder(SegmentationSource):
         mask_paths = None if self.mask_paths is None else tf.constant(self.mask_paths)
         ids = tf.constant(self._ids)
         tags = None if self.tags is None else tf.constant(self.tags)
+        boxes = None if self.boxes is None else (tf.constant(self.boxes),
+                                                 tf.constant(self.box_classes))
         num_classes, channels, max_pixels = self.num_classes, self.channels, self.max_pixels
 
         def read_labels(paths, index, image, image_path, special, what):
@@ -366,8 +439,11 @@ class VOCFolder(SegmentationSource):
             dense = read_labels(mask_paths, index, image, image_path, self.void_value, "mask")
             sample_tags = (tags[index] if tags is not None else tf_tags_from_labels(
                 dense if mask_paths is not None else weak, num_classes))
-            return {"image": image, "weak_label": weak, "dense_label": dense,
-                    "tags": sample_tags, "id": ids[index]}
+            sample = {"image": image, "weak_label": weak, "dense_label": dense,
+                      "tags": sample_tags, "id": ids[index]}
+            if boxes is not None:
+                sample.update(boxes=boxes[0][index], box_classes=boxes[1][index])
+            return sample
 
         return indices.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
 

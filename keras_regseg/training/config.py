@@ -49,6 +49,9 @@ class DataConfig:
     split to choose settings on. ``num_classes`` and ``channels`` default to
     the dataset's own (synthetic 4 and 1, ACDC 4 and 1, VOC 21 and 3); image
     files larger than ``max_pixels`` are refused from their header.
+    ``boxes_file`` (VOC folders) names a file of boxes for CCNN's box
+    constraints (:func:`keras_regseg.data.voc.read_boxes_file`); without it,
+    boxes come from the dense masks.
     """
 
     name: str = "synthetic"
@@ -66,6 +69,7 @@ class DataConfig:
     val_split: str = "val"
     holdout_patients: int = 0
     max_pixels: int = MAX_IMAGE_PIXELS
+    boxes_file: typing.Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -94,7 +98,10 @@ class TrainingConfig:
     phase, cut into epochs of ``steps_per_epoch`` steps (validation, plots,
     checkpoints happen once per epoch). ``pretrain_iterations`` > 0 first
     trains with pCE, then starts the method from that network, as all three
-    papers do; ``init_from`` starts from a saved ``.keras`` model instead.
+    papers do; ``pretrain_subset`` (a fraction) limits that pCE phase to the
+    scribbles of that share of the training patients (images for 2D data), the
+    "few scribbles, many tags" setting; ``init_from`` starts from a saved
+    ``.keras`` model instead.
 
     ``distribute`` spreads training over devices: ``"none"`` (the default
     device), ``"mirrored"`` (``tf.distribute.MirroredStrategy`` over the GPUs
@@ -111,6 +118,7 @@ class TrainingConfig:
     seed: int = 0
     deterministic: bool = False
     pretrain_iterations: int = 0
+    pretrain_subset: typing.Optional[float] = None
     init_from: typing.Optional[str] = None
     validate_every: int = 1
     num_grid_images: int = 6
@@ -191,6 +199,10 @@ class _TrainConfigBase:
             raise ConfigError(f"{source}: optimizer.weight_decay = "
                               f"{self.optimizer.weight_decay}; expected >= 0.")
         self._validate_data_shape(source)
+        subset = self.training.pretrain_subset
+        if subset is not None and not 0 < subset <= 1:
+            raise ConfigError(f"{source}: training.pretrain_subset = {subset}; expected null "
+                              "or a fraction in (0, 1].")
         if self.training.pretrain_iterations < 0:
             raise ConfigError(f"{source}: training.pretrain_iterations = "
                               f"{self.training.pretrain_iterations}; expected >= 0.")

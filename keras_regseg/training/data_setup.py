@@ -32,6 +32,9 @@ class TrainingData:
 
 def build_training_data(config):
     """Sources for ``config.name`` in ``synthetic``, ``acdc``, ``voc``."""
+    if config.boxes_file is not None and config.name != "voc":
+        raise ValueError(f"data.boxes_file = {config.boxes_file!r} is read from VOC folders "
+                         f"only; data.name is {config.name!r} (its boxes come from the masks).")
     if config.name == "synthetic":
         from keras_regseg.data.synthetic import SyntheticShapes
 
@@ -63,6 +66,7 @@ def build_training_data(config):
         common = dict(num_classes=classes, channels=channels, max_pixels=config.max_pixels)
         return TrainingData(
             train=VOCFolder(config.path, split=config.train_split,
-                            scribble_ratio=config.scribble_ratio, **common),
+                            scribble_ratio=config.scribble_ratio,
+                            boxes_file=config.boxes_file, **common),
             validation=VOCFolder(config.path, split=config.val_split, **common))
     raise ValueError(f"unknown dataset {config.name!r}; expected synthetic, acdc or voc.")

@@ -156,10 +156,18 @@ def initial_network(config, data, output, verbose, strategy=None):
             "method": "pce", "output": pretrain_dir,
             "training.iterations": training.pretrain_iterations,
             "training.steps_per_epoch": steps, "training.pretrain_iterations": 0})
+        pretrain_data = data
+        if training.pretrain_subset is not None:
+            from keras_regseg.data.subset import group_subset
+
+            pretrain_data = dataclasses.replace(
+                data, train=group_subset(data.train, training.pretrain_subset))
         if verbose:
             print(f"Phase 1: pCE pretraining for {training.pretrain_iterations} iterations "
-                  f"in {pretrain_dir}", flush=True)
-        network = run_phase(pretrain, network, data, pretrain_dir, verbose,
+                  f"in {pretrain_dir}" + ("" if pretrain_data is data else
+                                          f" on {len(pretrain_data.train)} of the "
+                                          f"{len(data.train)} training samples"), flush=True)
+        network = run_phase(pretrain, network, pretrain_data, pretrain_dir, verbose,
                             strategy=strategy).network
         if verbose:
             print(f"Phase 2: {config.method} from the pretrained network", flush=True)
