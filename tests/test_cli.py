@@ -105,3 +105,20 @@ def test_help_is_fast():
     elapsed = time.perf_counter() - started
     assert result.returncode == 0 and "--method" in result.stdout
     assert elapsed < 2.0, f"--help took {elapsed:.1f} s"
+
+
+def test_set_assigns_any_config_key_last_and_refuses_unknown_ones():
+    from keras_regseg.cli.train import build_parser, config_from_args
+    from keras_regseg.training.config import ConfigError
+
+    args = build_parser().parse_args([
+        "--config", "configs/ccnn_acdc.yaml", "--seed", "3", "--set", "ccnn.boxes=true",
+        "--set", "ccnn.box_fraction=[0.7, 0.4, 0.3, 0.7]", "--set", "training.seed=5"])
+    config = config_from_args(args)
+    assert config.ccnn.boxes is True and config.ccnn.box_fraction == [0.7, 0.4, 0.3, 0.7]
+    assert config.training.seed == 5       # --set is applied after the other flags
+    for bad, message in (("ccnn.box=1", "unknown key 'ccnn.box'"),
+                         ("solver.x=1", "unknown section 'solver'"),
+                         ("ccnn.boxes", "expected key=value")):
+        with pytest.raises(ConfigError, match=message):
+            config_from_args(build_parser().parse_args(["--set", bad]))

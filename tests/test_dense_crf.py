@@ -214,3 +214,25 @@ def test_config_round_trip_and_model_fit():
     before = model.evaluate(images, y_true, verbose=0)
     model.fit(images, y_true, epochs=10, batch_size=4, verbose=0)
     assert model.evaluate(images, y_true, verbose=0) < 0.75 * before
+
+
+def test_default_weight_keeps_the_balance_with_cross_entropy_at_any_image_size():
+    """Same scene at two sizes, the bandwidth a fixed fraction of the image: the default
+    weight gives the same loss per pixel (as the cross-entropy is); a fixed weight does not."""
+    from keras_regseg.losses.dense_crf import DEFAULT_WEIGHT
+    from keras_regseg.losses.targets import pack_targets
+
+    def scene(side):
+        image = np.zeros((1, side, side, 1), np.float32)
+        image[:, :, side // 2:] = 1.0
+        labels = (image[..., 0] > 0.5).astype(np.float32)
+        logits = np.stack([-10 * labels, 10 * labels], -1)   # a perfect, confident labeling
+        logits[:, side // 4:side // 2, :side // 4] = [-10.0, 10.0]   # plus a wrong square
+        return pack_targets(np.full((1, side, side), 255), image), logits
+
+    small, large = scene(32), scene(64)
+    default = DenseCRFLoss()
+    ratio = float(default(*large)) / float(default(*small))
+    assert ratio == pytest.approx(1.0, abs=0.1)
+    fixed = DenseCRFLoss(weight=DEFAULT_WEIGHT)
+    assert float(fixed(*large)) / float(fixed(*small)) == pytest.approx(4.0, rel=0.1)

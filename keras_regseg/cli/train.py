@@ -6,6 +6,7 @@ Examples::
     python train.py --method gd --config configs/gd_grid_acdc.yaml --data-path ../shared/data/acdc
     python train.py --config configs/pce_acdc.yaml --epochs 3 --output runs/try
     python train.py --method gd --tune --trials 8      # search gd's learning rate and weight
+    python train.py --config configs/ccnn_acdc.yaml --set ccnn.boxes=true   # any config key
 
 Flags override the YAML file; the YAML file overrides the built-in defaults.
 Rerunning the same command resumes an interrupted run from its last epoch; a
@@ -55,6 +56,9 @@ def build_parser():
     parser.add_argument("--mixed-precision", nargs="?", const="float16", choices=PRECISIONS,
                         help="float16 (the default when the flag is given) or bfloat16 compute; "
                              "variables, outputs and losses stay float32")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any config key, e.g. --set ccnn.boxes=true --set "
+                             "gd.weight=0.5 (values read as YAML; repeatable; applied last)")
     parser.add_argument("--overwrite", action="store_true",
                         help="train again into an --output that holds a finished run")
     parser.add_argument("--verbose", action="store_true",
@@ -89,7 +93,7 @@ def config_from_args(args):
         "training.distribute": args.distribute,
         "training.mixed_precision": args.mixed_precision,
         "optimizer.learning_rate": args.learning_rate,
-    })
+    }).with_settings(args.set)
 
 
 def tuning_options(args, config):

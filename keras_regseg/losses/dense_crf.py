@@ -38,8 +38,17 @@ Conventions of this implementation:
   averaged over the batch. rloss divides its un-normalized sum by the batch
   size only, so the same gradient needs ``weight = rloss_weight * N`` with N
   the number of pixels it filters: 2e-9 on VOC crops of 513 at scale 0.5
-  (256 x 256 filtered pixels) gives :data:`DEFAULT_WEIGHT` ~ 1.3e-4, which then
-  means the same per-pixel strength on any image size. rloss's own filter
+  (256 x 256 filtered pixels) gives :data:`DEFAULT_WEIGHT` ~ 1.3e-4.
+- The default weight (``weight=None``) also follows the kernel: a pixel's
+  energy is a sum over its neighbours, about ``2 pi sigma^2`` of them for a
+  spatial bandwidth of ``sigma`` filtered pixels, so the same labeling of the
+  same scene filtered with half the bandwidth in pixels (a smaller image with
+  the bandwidth a fixed fraction of it) has a quarter of the energy per pixel
+  while the cross-entropy per pixel is unchanged. :func:`default_weight`
+  scales :data:`DEFAULT_WEIGHT` by ``(50 / sigma)^2``, 50 being rloss's
+  filtered bandwidth (100 px at scale 0.5): rloss's own balance on its crops,
+  and the same balance at any size (about 4x on 128 x 128 slices, filtered at full
+  resolution with a 25-px bandwidth). rloss's own filter
   (truncated blur, fixed normalisation) returns about 0.78 of the Gaussian
   ``W S`` on grayscale and 0.59 on colour images (simulated on photo-like
   images), so matching rloss's *effective* strength takes about that factor
@@ -76,6 +85,9 @@ RLOSS_SIDE = 513.0
 RELATIVE_SIGMA_XY = 100.0 / RLOSS_SIDE
 """rloss's ``sigma_xy = 100`` px as a fraction of the image side (about 0.2): the default."""
 
+RLOSS_FILTERED_SIGMA = 50.0
+"""rloss's spatial bandwidth in filtered pixels: 100 px at scale 0.5."""
+
 FILTERED_SIDE = 256.0
 """rloss filters at scale 0.5 of its 513 crops, about 256 px: the default keeps that
 resolution on larger images and filters smaller ones at full resolution."""
@@ -97,6 +109,15 @@ def default_scale_factor(height, width):
     (0.499, 1.0)
     """
     return min(1.0, FILTERED_SIDE / max(height, width))
+
+
+def default_weight(filtered_sigma_xy):
+    """The weight that keeps rloss's balance with cross-entropy at this bandwidth (filtered px).
+
+    >>> round(default_weight(50.0) / DEFAULT_WEIGHT, 2), round(default_weight(25.0) / DEFAULT_WEIGHT, 2)
+    (1.0, 4.0)
+    """
+    return DEFAULT_WEIGHT * (RLOSS_FILTERED_SIGMA / filtered_sigma_xy) ** 2
 
 
 def dense_crf_features(image, sigma_rgb=15.0, sigma_xy=100.0):
@@ -208,7 +229,8 @@ class DenseCRFLoss(keras.losses.Loss):
     so the default mean reduction gives the regularizer averaged over the batch.
 
     Args:
-      weight: multiplier (>= 0); see the module docstring for the rloss conversion.
+      weight: multiplier (>= 0), or ``None`` (default): :func:`default_weight` of
+        the bandwidth in filtered pixels (see the module docstring).
       sigma_rgb: colour bandwidth on the 0-255 scale (> 0).
       sigma_xy: spatial bandwidth in full-resolution pixels (> 0), or ``None``
         (default): rloss's 100 px for its 513-px crops as a fraction of the
@@ -225,11 +247,11 @@ class DenseCRFLoss(keras.losses.Loss):
     Needs ``jit_compile=False`` (dynamic-size lattice).
     """
 
-    def __init__(self, weight=DEFAULT_WEIGHT, sigma_rgb=15.0, sigma_xy=None, scale_factor=None,
+    def __init__(self, weight=None, sigma_rgb=15.0, sigma_xy=None, scale_factor=None,
                  calibration_samples=32, name="dense_crf_loss", reduction="sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         owner = type(self).__name__
-        self.weight = check_weight(weight, owner)
+        self.weight = None if weight is None else check_weight(weight, owner)
         for label, value in (("sigma_rgb", sigma_rgb), ("sigma_xy", sigma_xy)):
             if value is not None and not (math.isfinite(float(value)) and float(value) > 0):
                 raise ValueError(f"{owner}: {label} must be a finite number > 0; got {value}.")
@@ -251,6 +273,17 @@ class DenseCRFLoss(keras.losses.Loss):
                  else self.scale_factor)
         return sigma_xy, scale
 
+    def weight_for(self, height, width):
+        """The weight used on ``height x width`` images (the given one, or the default's).
+
+        >>> round(DenseCRFLoss().weight_for(128, 128) / DEFAULT_WEIGHT, 2)   # sigma 24.95 px
+        4.02
+        """
+        if self.weight is not None:
+            return self.weight
+        sigma_xy, scale = self.bandwidths(height, width)
+        return default_weight(sigma_xy * scale)
+
     def call(self, y_true, y_pred):
         logits, image, valid = crf_inputs(y_true, y_pred, type(self).__name__)
         probs = tf.nn.softmax(logits, axis=-1)
@@ -270,7 +303,11 @@ class DenseCRFLoss(keras.losses.Loss):
         energy = dense_crf_energy(small_probs, small_image, small_valid, self.sigma_rgb,
                                   filtered_sigma, self.calibration_samples)
         valid_pixels = tf.reduce_sum(tf.cast(small_valid, energy.dtype), axis=[1, 2])
-        per_image = self.weight * energy / tf.maximum(valid_pixels, 1.0)
+        weight = self.weight
+        if weight is None:
+            weight = DEFAULT_WEIGHT * (RLOSS_FILTERED_SIGMA / filtered_sigma) ** 2
+            weight = tf.cast(weight, energy.dtype) if tf.is_tensor(weight) else weight
+        per_image = weight * energy / tf.maximum(valid_pixels, 1.0)
         return tf.broadcast_to(per_image[:, None, None], tf.shape(valid))
 
     def get_config(self):

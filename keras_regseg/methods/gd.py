@@ -21,8 +21,9 @@ class GDConfig:
     """Gradient descent on pCE + a CRF regularizer (``grid`` or ``dense``).
 
     ``weight`` multiplies the regularizer; ``null`` takes the regularizer's
-    own default (dense: rloss's 2e-9 in per-pixel units; grid:
-    :data:`GRID_DEFAULT_WEIGHT`). Grid: ``relaxation`` ``bilinear`` (tight) or
+    own default (dense: rloss's 2e-9 in per-pixel units, scaled to the
+    kernel's size in filtered pixels, :func:`~keras_regseg.losses.dense_crf.default_weight`;
+    grid: :data:`GRID_DEFAULT_WEIGHT`). Grid: ``relaxation`` ``bilinear`` (tight) or
     ``quadratic``. Dense CRF: ``sigma_rgb`` on the 0-255 scale;
     ``sigma_xy`` (pixels) and ``scale_factor`` ``null`` follow the image size
     as rloss's 100 px and 0.5 follow its 513-px crops (see
@@ -72,7 +73,10 @@ def search(hp, config, num_classes):
     """The regularizer's weight, log scale around its value (``null``: its default)."""
     from keras_regseg.training.search_space import log_range
 
-    log_range(hp, "gd.weight", regularizer_loss(config.gd).weight)
+    loss = regularizer_loss(config.gd)
+    side = config.data.crop_size or config.data.size
+    log_range(hp, "gd.weight", loss.weight_for(side, side) if config.gd.regularizer == "dense"
+              else loss.weight)
 
 
 METHOD = Method("gd", "pCE + a CRF regularizer (grid Potts or dense CRF) by gradient descent",

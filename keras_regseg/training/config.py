@@ -166,6 +166,38 @@ class _TrainConfigBase:
             node[leaf] = value
         return type(self).from_dict(values, source=source)
 
+    def with_settings(self, assignments, source="--set"):
+        """A copy with ``"section.key=value"`` assignments, values read as YAML.
+
+        Unlike :meth:`override`, ``null`` is a value (``training.init_from=null``).
+
+        >>> config = TrainConfig().with_settings(["ccnn.box_fraction=[0.5, 0.4]", "gd.weight=2"])
+        >>> config.ccnn.box_fraction, config.gd.weight
+        ([0.5, 0.4], 2.0)
+        """
+        import yaml
+
+        values = self.to_dict()
+        for assignment in assignments:
+            key, equals, text = assignment.partition("=")
+            if not equals or not key.strip():
+                raise ConfigError(f"{source} {assignment!r}: expected key=value, e.g. "
+                                  "ccnn.boxes=true.")
+            *parents, leaf = key.strip().split(".")
+            node = values
+            for depth, parent in enumerate(parents):
+                if not isinstance(node.get(parent), dict):
+                    raise ConfigError(f"{source} {assignment!r}: unknown section "
+                                      f"'{'.'.join(parents[:depth + 1])}'; expected one of: "
+                                      f"{', '.join(k for k, v in node.items() if isinstance(v, dict))}.")
+                node = node[parent]
+            try:
+                node[leaf] = yaml.safe_load(text)
+            except yaml.YAMLError:
+                raise ConfigError(f"{source} {assignment!r}: the value is not valid YAML.") \
+                    from None
+        return type(self).from_dict(values, source=source)
+
     @property
     def method_section(self):
         """The config section of the chosen method (``None`` for a method without one)."""
