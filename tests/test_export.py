@@ -110,7 +110,7 @@ def test_versions_are_numbered_and_written_atomically(pointwise, tmp_path):
 
 
 def test_failed_export_leaves_nothing(pointwise, tmp_path, monkeypatch):
-    def save_half_then_fail(module, export_dir, signatures):
+    def save_half_then_fail(module, export_dir, *args, **kwargs):
         open(os.path.join(export_dir, "saved_model.pb"), "wb").close()
         raise OSError("disk full")
 
@@ -148,13 +148,13 @@ def test_pad_to_multiple_reflects_like_numpy(shape):
     np.testing.assert_array_equal(pad_to_multiple(tf.constant(x), 4).numpy(), expected)
 
 
-def test_pad_to_multiple_zero_pads_axes_too_short_to_reflect():
-    x = _images((1, 2, 13, 1), 5)  # height 2 needs 14 rows of padding: zeros; width reflects
+def test_pad_to_multiple_reflects_what_it_can_then_pads_zeros():
+    x = _images((1, 2, 13, 1), 5)  # height 2 needs 14 rows: 1 reflected, 13 zeros; width reflects
     padded = pad_to_multiple(tf.constant(x), 16).numpy()
     assert padded.shape == (1, 16, 16, 1)
-    reflected = np.pad(x, [(0, 0), (0, 0), (0, 3), (0, 0)], mode="reflect")
-    np.testing.assert_array_equal(padded[:, :2], reflected)
-    assert not padded[:, 2:].any()
+    reflected = np.pad(x, [(0, 0), (0, 1), (0, 3), (0, 0)], mode="reflect")
+    np.testing.assert_array_equal(padded[:, :3], reflected)
+    assert not padded[:, 3:].any()
 
 
 def test_export_rejects_unknown_channels(tmp_path):

@@ -33,30 +33,11 @@ import tempfile
 import tensorflow as tf
 
 from keras_regseg.export.graph_check import check_saved_model
-from keras_regseg.ops.padding import pad_to_multiple
+from keras_regseg.export.serving_model import input_signature, serving_model
+from keras_regseg.ops.padding import pad_to_multiple  # noqa: F401 (re-exported)
 from keras_regseg.utils.files import chmod_tree_to_umask
 
 SIGNATURE_KEY = "serving_default"
-
-
-class _ServingModule(tf.Module):
-    """Holds the Keras model (and so its variables) and the serving function."""
-
-    def __init__(self, model, channels, size_divisor):
-        super().__init__(name="keras_regseg_serving")
-        self.model = model
-        self.size_divisor = size_divisor
-        images = tf.TensorSpec([None, None, None, channels], tf.float32, name="images")
-        self.serve = tf.function(self._serve, input_signature=[images])
-
-    def _serve(self, images):
-        height, width = tf.shape(images)[1], tf.shape(images)[2]
-        padded = pad_to_multiple(images, self.size_divisor)
-        logits = tf.cast(self.model(padded, training=False), tf.float32)[:, :height, :width, :]
-        return {
-            "probabilities": tf.nn.softmax(logits, axis=-1),
-            "labels": tf.argmax(logits, axis=-1, output_type=tf.int32),
-        }
 
 
 def _versions(export_dir):
@@ -67,13 +48,19 @@ def _versions(export_dir):
                   if d.isdigit() and os.path.isdir(os.path.join(export_dir, d)))
 
 
+def next_version(export_dir):
+    """One more than the largest version under ``export_dir`` (1 for the first)."""
+    return (_versions(export_dir) or [0])[-1] + 1
+
+
 def export_saved_model(model, export_dir, version=None):
     """Write ``model`` as a SavedModel in ``export_dir/<version>/`` and return that path.
 
     Args:
         model: Keras model mapping float32 ``[B, H, W, C]`` images to logits
-            ``[B, H, W, K]``; an optional ``size_divisor`` attribute gives the
-            multiple that input sizes are padded to.
+            ``[B, H, W, K]`` (an optional ``size_divisor`` attribute gives the
+            multiple that input sizes are padded to), or a method's model
+            holding one (:func:`~keras_regseg.export.serving_model.network_of`).
         export_dir: parent directory of the versions (created if missing).
         version: non-negative int; ``None``: one more than the largest existing
             version (1 for the first).
@@ -82,15 +69,9 @@ def export_saved_model(model, export_dir, version=None):
     versions and renamed into place, so a server polling ``export_dir`` never
     sees a half-written version.
     """
-    channels = model.input_shape[-1]
-    if len(model.input_shape) != 4 or channels is None:
-        raise ValueError(f"export_saved_model needs a model with input [B, H, W, C] and known C; "
-                         f"got input shape {model.input_shape}.")
-    size_divisor = int(getattr(model, "size_divisor", 1))
-    if size_divisor < 1:
-        raise ValueError(f"model.size_divisor must be a positive int; got {size_divisor}.")
+    serving = serving_model(model)
     if version is None:
-        version = (_versions(export_dir) or [0])[-1] + 1
+        version = next_version(export_dir)
     if not isinstance(version, int) or isinstance(version, bool) or version < 0:
         raise ValueError(f"version must be a non-negative int or None; got {version!r}.")
     final_dir = os.path.join(export_dir, str(version))
@@ -99,11 +80,10 @@ def export_saved_model(model, export_dir, version=None):
                               f"or version=None for the next free one.")
     os.makedirs(export_dir, exist_ok=True)
 
-    module = _ServingModule(model, channels, size_divisor)
     temp_dir = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=export_dir)
     try:
-        tf.saved_model.save(module, temp_dir,
-                            signatures={SIGNATURE_KEY: module.serve.get_concrete_function()})
+        serving.export(temp_dir, format="tf_saved_model", verbose=False,
+                       input_signature=input_signature(serving))
         if os.path.exists(final_dir):  # another exporter won the race
             raise FileExistsError(f"export version {final_dir} appeared while exporting.")
         chmod_tree_to_umask(temp_dir)

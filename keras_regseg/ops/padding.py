@@ -6,12 +6,13 @@ import tensorflow as tf
 def pad_to_multiple(images, size_divisor):
     """Pad ``[B, H, W, C]`` images at the bottom/right so H and W are multiples of ``size_divisor``.
 
-    Reflects the image along an axis when it is long enough (``pad < size``),
-    otherwise pads that axis with zeros. Works inside a graph with unknown sizes,
-    and keeps the static batch and channel dimensions (a convolution whose input
-    channels are unknown is compiled with XLA by Keras, which neither TFLite nor
-    ONNX converters nor TF Serving on CPU accept). ``size_divisor <= 1``
-    returns the images unchanged.
+    Reflects the image as far as it can (``size - 1`` pixels along an axis)
+    and pads the rest, if any, with zeros. Works inside a graph with unknown
+    sizes, without control flow (LiteRT's converter loses the channel count
+    through a ``tf.cond``), and keeps the static batch and channel dimensions (a
+    convolution whose input channels are unknown is compiled with XLA by Keras,
+    which neither TFLite nor ONNX converters nor TF Serving on CPU accept).
+    ``size_divisor <= 1`` returns the images unchanged.
 
     >>> x = tf.reshape(tf.range(9.0), [1, 3, 3, 1])
     >>> pad_to_multiple(x, 4)[0, :, :, 0].numpy().tolist()
@@ -27,10 +28,15 @@ def pad_to_multiple(images, size_divisor):
     static = images.shape
     for axis in (1, 2):
         size = tf.shape(images)[axis]
-        pad = (-size) % size_divisor
-        paddings = tf.one_hot(axis, 4, dtype=tf.int32)[:, None] * tf.stack([0, pad])[None, :]
-        images = tf.cond(pad < size,
-                         lambda: tf.pad(images, paddings, mode="REFLECT"),
-                         lambda: tf.pad(images, paddings))
+        # Non-negative operands only: ONNX's Mod (from tf2onnx) takes the sign of the dividend.
+        pad = (size_divisor - size % size_divisor) % size_divisor
+        reflected = tf.minimum(pad, size - 1)
+        along = tf.one_hot(axis, 4, dtype=tf.int32)[:, None]
+        images = tf.pad(images, along * tf.stack([0, reflected])[None, :], mode="REFLECT")
+        images = tf.pad(images, along * tf.stack([0, pad - reflected])[None, :])
+    if static[-1] is not None:
+        # A reshape to a constant channel count: converters (LiteRT) lose it through tf.pad.
+        shape = tf.shape(images)
+        images = tf.reshape(images, tf.stack([shape[0], shape[1], shape[2], static[-1]]))
     images.set_shape([static[0], None, None, static[-1]])
     return images
