@@ -122,3 +122,21 @@ def test_set_assigns_any_config_key_last_and_refuses_unknown_ones():
                          ("ccnn.boxes", "expected key=value")):
         with pytest.raises(ConfigError, match=message):
             config_from_args(build_parser().parse_args(["--set", bad]))
+
+
+def test_a_short_training_run_prints_no_tensorflow_log_line(tmp_path):
+    import re
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "train.py", "--iterations", "2", "--steps-per-epoch",
+                           "1", "--output", str(tmp_path / "run")], capture_output=True,
+                          text=True, env=env, timeout=600,
+                          cwd=os.path.join(os.path.dirname(__file__), ".."))
+    assert done.returncode == 0, done.stderr[-2000:]
+    noise = [line for line in done.stderr.splitlines()
+             if re.match(r"[IWEF]\d{4} ", line) or "absl" in line]
+    assert noise == []
+    verbose = subprocess.run([sys.executable, "-c", "from keras_regseg.cli.quiet import "
+                              "load_tensorflow_quietly as q; q(verbose=True); import tensorflow"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert re.search(r"[IWE]\d{4} ", verbose.stderr)   # the noise this test would catch

@@ -18,6 +18,7 @@ import os
 import sys
 
 from keras_regseg.cli.errors import run_reporting_errors
+from keras_regseg.cli.quiet import load_tensorflow_quietly
 from keras_regseg.training.config import DATASETS, TrainConfig
 
 
@@ -67,7 +68,7 @@ def run(args):
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"{args.model}: model not found; expected a .keras file or a "
                                 "SavedModel folder.")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    load_tensorflow_quietly(args.verbose)
     from keras_regseg.training.data_setup import build_training_data
     from keras_regseg.training.evaluation import evaluate_run
 

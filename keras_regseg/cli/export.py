@@ -17,6 +17,7 @@ import os
 import sys
 
 from keras_regseg.cli.errors import run_reporting_errors
+from keras_regseg.cli.quiet import load_tensorflow_quietly
 
 
 def build_parser():
@@ -46,7 +47,7 @@ def main(argv=None):
 def run(args):
     if not os.path.isfile(args.model):
         raise FileNotFoundError(f"{args.model}: no such file; expected a .keras model file.")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    load_tensorflow_quietly(args.verbose)
     from keras_regseg.export import FORMATS, export_file, export_saved_model
     from keras_regseg.export.saved_model import next_version
     from keras_regseg.prediction import load_keras_model

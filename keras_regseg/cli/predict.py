@@ -27,6 +27,7 @@ import sys
 import warnings
 
 from keras_regseg.cli.errors import run_reporting_errors
+from keras_regseg.cli.quiet import load_tensorflow_quietly
 from keras_regseg.constants import MAX_IMAGE_PIXELS
 
 
@@ -65,7 +66,7 @@ def run(args):
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"{args.model}: no such file or folder; expected a .keras file "
                                 "or a SavedModel folder.")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    load_tensorflow_quietly(args.verbose)
     import tqdm
 
     from keras_regseg.prediction import SkippedImageWarning, predict_files  # loads TensorFlow

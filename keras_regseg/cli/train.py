@@ -22,6 +22,7 @@ import os
 import sys
 
 from keras_regseg.cli.errors import run_reporting_errors
+from keras_regseg.cli.quiet import load_tensorflow_quietly
 from keras_regseg.methods import registry
 from keras_regseg.training.config import DATASETS, DISTRIBUTE, PRECISIONS, ConfigError, TrainConfig
 from keras_regseg.training.tuning_options import DEFAULT_TRIALS, TUNERS, check_options
@@ -116,7 +117,7 @@ def main(argv=None):
 def run(args):
     config = config_from_args(args)
     trials, tuner = tuning_options(args, config)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    load_tensorflow_quietly(args.verbose)
     if args.tune:
         from keras_regseg.training.tuning import tune
 
