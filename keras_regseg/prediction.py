@@ -1,8 +1,10 @@
 """Predict label maps for image files with a trained network (``.keras`` file or SavedModel).
 
-:func:`predict_files` reads images (a file, a folder, a glob pattern or a list
-of them), runs the network at each image's own size and writes, under
-``output_dir``:
+:func:`predict_files` reads images (a file, a folder with its sub-folders, a
+glob pattern or a list of them), runs the network at each image's own size and
+writes, under ``output_dir``, in the tree of the inputs (``<name>`` is an
+image's path relative to the folder or pattern that found it, without its
+extension, so images of the same name in different folders are both written):
 
 - ``labels/<name>.png``: the predicted class of every pixel, as a palette PNG
   with the Pascal VOC colours (pixel values are class indices; read them back
@@ -133,36 +135,54 @@ def find_images(inputs):
     """Paths of the images named by ``inputs``, in order, without repeats.
 
     ``inputs`` is a path or a list of them: a file (taken whatever its
-    extension), a folder (its image files, not sub-folders) or a glob pattern
-    (``*``, ``?``, ``[...]``; ``**`` descends into sub-folders). Raises
+    extension), a folder (its image files, sub-folders included) or a glob
+    pattern (``*``, ``?``, ``[...]``; ``**`` descends into sub-folders). Raises
     ``FileNotFoundError`` naming an input that gives no image.
 
     >>> import tempfile
     >>> folder = tempfile.mkdtemp()
-    >>> for name in ("b.png", "a.JPG", "notes.txt"):
+    >>> os.makedirs(os.path.join(folder, "sub"))
+    >>> for name in ("b.png", "a.JPG", "notes.txt", "sub/c.png"):
     ...     _ = open(os.path.join(folder, name), "w")
-    >>> [os.path.basename(p) for p in find_images(folder)]
-    ['a.JPG', 'b.png']
+    >>> [os.path.relpath(p, folder) for p in find_images(folder)]
+    ['a.JPG', 'b.png', 'sub/c.png']
     """
+    return list(dict.fromkeys(path for path, _ in _named_images(inputs)))
+
+
+def _named_images(inputs, skip_folder=None):
+    """``[(path, name)]``: each image and its path relative to the input that found it
+    (a folder, the fixed part of a glob pattern; a file's own name), which the outputs mirror.
+    Folders are walked without entering ``skip_folder`` (the output folder)."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    paths = []
+    skip = None if skip_folder is None else os.path.realpath(skip_folder)
+    named = []
     for item in map(os.fspath, inputs):
         if os.path.isdir(item):
-            found = sorted(os.path.join(item, name) for name in os.listdir(item)
-                           if _is_image_name(name) and os.path.isfile(os.path.join(item, name)))
+            found = []
+            for folder, subfolders, names in os.walk(item):
+                subfolders[:] = sorted(d for d in subfolders
+                                       if os.path.realpath(os.path.join(folder, d)) != skip)
+                found += [os.path.join(folder, n) for n in names if _is_image_name(n)]
+            found.sort()
+            root = item
         elif os.path.isfile(item):
-            found = [item]
+            found, root = [item], os.path.dirname(item)
         elif any(c in item for c in "*?["):
             found = sorted(p for p in glob.glob(item, recursive=True)
                            if os.path.isfile(p) and _is_image_name(p))
+            fixed = item.split(os.sep)
+            fixed = fixed[:next(i for i, part in enumerate(fixed) if any(c in part for c in "*?["))]
+            root = os.sep.join(fixed)
         else:
             raise FileNotFoundError(f"{item}: no such file or folder (nor a glob pattern).")
         if not found:
             raise FileNotFoundError(f"{item}: no image files found; expected files ending in "
                                     f"{', '.join(IMAGE_EXTENSIONS)}.")
-        paths.extend(found)
-    return list(dict.fromkeys(paths))
+        named.extend((path, os.path.relpath(path, root or os.curdir)) for path in found)
+    seen = set()
+    return [(path, name) for path, name in named if not (path in seen or seen.add(path))]
 
 
 def load_segmenter(model_or_path, unsafe=False):
@@ -252,20 +272,21 @@ def overlay_labels(image, labels, num_classes, alpha=OVERLAY_ALPHA):
     return np.round(255.0 * ((1.0 - alpha) * rgb + alpha * colours)).astype(np.uint8)
 
 
-def _output_paths(paths, output_dir, save_probabilities, save_overlays):
-    """``{input: {kind: output path}}``; refuses name clashes and overwriting an input."""
+def _output_paths(named, output_dir, save_probabilities, save_overlays):
+    """``{input: {kind: output path}}`` mirroring each input's relative name; refuses name
+    clashes and overwriting an input."""
     kinds = ["labels"] + ["probabilities"] * save_probabilities + ["overlays"] * save_overlays
     suffix = {"labels": ".png", "probabilities": ".npy", "overlays": ".png"}
     names, outputs = {}, {}
-    for path in paths:
-        name = os.path.splitext(os.path.basename(path))[0]
+    for path, relative in named:
+        name = os.path.splitext(relative)[0]
         if name in names:
             raise ValueError(f"{names[name]} and {path} would both be written as {name!r}; "
                              "predict them into different output folders.")
         names[name] = path
         outputs[path] = {kind: os.path.join(output_dir, OUTPUT_FOLDERS[kind], name + suffix[kind])
                          for kind in kinds}
-    inputs = {os.path.realpath(p): p for p in paths}
+    inputs = {os.path.realpath(p): p for p, _ in named}
     for targets in outputs.values():
         for target in targets.values():
             if os.path.realpath(target) in inputs:
@@ -310,11 +331,12 @@ def predict_files(model_or_path, inputs, output_dir, save_probabilities=False,
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
-    paths = find_images(inputs)
-    outputs = _output_paths(paths, output_dir, save_probabilities, save_overlays)
+    named = _named_images(inputs, skip_folder=output_dir)
+    paths = [path for path, _ in named]
+    outputs = _output_paths(named, output_dir, save_probabilities, save_overlays)
     segmenter = load_segmenter(model_or_path, unsafe=unsafe)
-    for kind in {kind for targets in outputs.values() for kind in targets}:
-        os.makedirs(os.path.join(output_dir, OUTPUT_FOLDERS[kind]), exist_ok=True)
+    for folder in {os.path.dirname(t) for targets in outputs.values() for t in targets.values()}:
+        os.makedirs(folder, exist_ok=True)
     summary = PredictionSummary(output_dir=os.fspath(output_dir))
 
     def run(batch):

@@ -227,7 +227,8 @@ def test_inputs_by_file_folder_and_glob(tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
     names = lambda paths: [os.path.relpath(p, tmp_path) for p in paths]  # noqa: E731
-    assert names(find_images(tmp_path)) == ["a.JPG", "b.png"]          # not notes.txt, not sub/
+    assert names(find_images(tmp_path)) == [                             # not notes.txt
+        "a.JPG", "b.png", "sub/c.jpeg", "sub/deeper/d.png"]
     assert names(find_images(str(tmp_path / "**" / "*.*"))) == [
         "a.JPG", "b.png", "sub/c.jpeg", "sub/deeper/d.png"]
     assert names(find_images([str(tmp_path / "notes.txt"), str(tmp_path / "b.png"),
@@ -272,3 +273,17 @@ def test_command_line(keras_file, tmp_path, capsys):
     assert predict_cli.main(["--model", str(tmp_path / "lambda.keras"), "--input",
                              str(inputs / "good.png"), "--output", str(out), "--quiet"]) == 2
     assert "--unsafe" in capsys.readouterr().err
+
+
+def test_a_folder_tree_is_predicted_into_the_same_tree(tmp_path):
+    for name in ("scans/x.png", "scans/left/x.png", "scans/right/deep/x.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((6, 9), np.uint8)).save(tmp_path / name)
+    model = UNet(num_classes=2, filters=(4, 8), dropout=0.0)
+    output = tmp_path / "scans" / "out"      # inside the input folder: never read back
+    for _ in range(2):
+        summary = predict_files(model, str(tmp_path / "scans"), output, progress=False)
+        assert summary.num_predicted == 3
+    written = sorted(os.path.relpath(os.path.join(folder, name), output / "labels")
+                     for folder, _, names in os.walk(output / "labels") for name in names)
+    assert written == ["left/x.png", "right/deep/x.png", "x.png"]

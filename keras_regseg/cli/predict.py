@@ -38,7 +38,8 @@ def build_parser():
         epilog="\n".join(__doc__.split("\n")[2:]))
     parser.add_argument("--model", required=True, help=".keras file or SavedModel folder")
     parser.add_argument("--input", required=True, nargs="+",
-                        help="image files, folders or glob patterns (quote patterns)")
+                        help="image files, folders (sub-folders included; the outputs mirror "
+                             "the tree) or glob patterns (quote patterns)")
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--probabilities", action="store_true",
                         help="also write float16 probability maps (.npy)")
