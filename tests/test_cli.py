@@ -140,3 +140,43 @@ def test_a_short_training_run_prints_no_tensorflow_log_line(tmp_path):
                               "load_tensorflow_quietly as q; q(verbose=True); import tensorflow"],
                              capture_output=True, text=True, env=env, timeout=300)
     assert re.search(r"[IWE]\d{4} ", verbose.stderr)   # the noise this test would catch
+
+
+def test_evaluate_a_folder_of_images_against_a_folder_of_masks(tmp_path, capsys):
+    import keras
+    from PIL import Image
+
+    from keras_regseg.data.io import write_label_png
+    from keras_regseg.evaluation.confusion import ConfusionAccumulator
+    from keras_regseg.models import UNet
+
+    keras.utils.set_random_seed(0)
+    model = UNet(num_classes=3, filters=(4, 8), dropout=0.0)
+    model.save(tmp_path / "m.keras")
+    rng = np.random.default_rng(0)
+    accumulator = ConfusionAccumulator(3)
+    for name in ("a", "sub/b", "sub/deep/c"):
+        for folder in ("images", "masks"):
+            (tmp_path / folder / name).parent.mkdir(parents=True, exist_ok=True)
+        image = rng.integers(0, 256, (10, 14), dtype=np.uint8)
+        Image.fromarray(image).save(tmp_path / "images" / f"{name}.png")
+        mask = rng.integers(0, 3, (10, 14)).astype(np.uint8)
+        mask[0] = 255                                    # void
+        write_label_png(str(tmp_path / "masks" / f"{name}.png"), mask)
+        from keras_regseg.export.serving_model import serving_model
+        labels = serving_model(model)(image[None, ..., None].astype(np.float32) / 255)["labels"]
+        accumulator.update(mask[None], labels.numpy())
+    out = tmp_path / "metrics.json"
+    assert evaluate_cli.main(["--model", str(tmp_path / "m.keras"), "--images",
+                              str(tmp_path / "images"), "--masks", str(tmp_path / "masks"),
+                              "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    expected = accumulator.result()
+    assert metrics["miou"] == pytest.approx(expected["miou"], abs=1e-6)
+    assert metrics["num_images"] == 3
+    assert {"iou_per_class/class_0", "dice_per_class/class_2"} <= set(metrics)
+    assert "dice_per_class/class_2" in capsys.readouterr().out
+    (tmp_path / "masks" / "sub" / "b.png").unlink()
+    assert evaluate_cli.main(["--model", str(tmp_path / "m.keras"), "--images",
+                              str(tmp_path / "images"), "--masks", str(tmp_path / "masks")]) == 2
+    assert "b.png: no mask" in capsys.readouterr().err

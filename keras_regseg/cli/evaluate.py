@@ -5,11 +5,15 @@ Examples::
     keras-regseg-evaluate --model runs/pce_acdc/model.keras --data acdc \\
         --data-path ../shared/data/acdc/ACDC_training_volumes --fold 1 --size 128
     keras-regseg-evaluate --model saved_models/unet_acdc/1 --config configs/pce_acdc.yaml
+    keras-regseg-evaluate --model runs/gd_voc/model.keras --images my/images --masks my/masks
 
 ACDC is scored by the WSL4MIS protocol (per-volume 3D Dice and HD95 on the
 test patients of the fold); 2D datasets by mIoU, pixel accuracy and trimap
-boundary accuracy. ``--model`` takes a ``.keras`` file or a SavedModel folder;
-a model whose channels or classes differ from the data's is refused.
+boundary accuracy; ``--images``/``--masks`` score a plain folder of images
+against label PNGs of the same names (mIoU, pixel accuracy, per-class IoU and
+Dice). ``--model`` takes a ``.keras`` file or a SavedModel folder; a model
+whose channels or classes differ from the data's is refused. Per-class values
+are printed and written with the rest.
 """
 
 import argparse
@@ -33,6 +37,11 @@ def build_parser():
     parser.add_argument("--data-path", help="folder of the dataset")
     parser.add_argument("--fold", type=int, help="ACDC fold, 1..5")
     parser.add_argument("--size", type=int, help="network input side (ACDC slices are resized to it)")
+    parser.add_argument("--images", help="a folder of images to score instead of a dataset")
+    parser.add_argument("--masks", help="with --images: the folder of their label PNGs "
+                                        "(same names; pixel values = classes)")
+    parser.add_argument("--void-value", type=int, default=255,
+                        help="mask value without ground truth (default 255)")
     parser.add_argument("--json", help="also write the metrics to this JSON file")
     parser.add_argument("--unsafe", action="store_true",
                         help="allow model files holding code or ops beyond tensor arithmetic "
@@ -56,6 +65,20 @@ def load_checked_segmenter(path, data, unsafe=False):
     return segmenter
 
 
+def evaluate_folders(args):
+    """Metrics of ``--model`` on ``--images`` scored against ``--masks``."""
+    from keras_regseg.evaluation.evaluate import evaluate_images
+    from keras_regseg.evaluation.folders import folder_samples
+    from keras_regseg.prediction import load_segmenter
+    from keras_regseg.training.evaluation import flatten, name_classes
+
+    segmenter = load_segmenter(args.model, unsafe=args.unsafe)
+    samples = folder_samples(args.images, args.masks, segmenter.channels,
+                             segmenter.num_classes, args.void_value)
+    result = evaluate_images(segmenter.predict, samples, num_classes=segmenter.num_classes)
+    return flatten(name_classes(result, None))
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     return run_reporting_errors(lambda: run(args), args.verbose)
@@ -68,13 +91,19 @@ def run(args):
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"{args.model}: model not found; expected a .keras file or a "
                                 "SavedModel folder.")
+    if (args.images is None) != (args.masks is None):
+        raise ValueError("--images and --masks go together: a folder of images and the "
+                         "folder of their masks.")
     load_tensorflow_quietly(args.verbose)
-    from keras_regseg.training.data_setup import build_training_data
-    from keras_regseg.training.evaluation import evaluate_run
+    if args.images is not None:
+        metrics = evaluate_folders(args)
+    else:
+        from keras_regseg.training.data_setup import build_training_data
+        from keras_regseg.training.evaluation import evaluate_run
 
-    data = build_training_data(config.data)
-    segmenter = load_checked_segmenter(args.model, data, unsafe=args.unsafe)
-    metrics = evaluate_run(segmenter.predict, data)
+        data = build_training_data(config.data)
+        segmenter = load_checked_segmenter(args.model, data, unsafe=args.unsafe)
+        metrics = evaluate_run(segmenter.predict, data)
     width = max(len(k) for k in metrics)
     for key, value in metrics.items():
         print(f"{key:<{width}}  {value:.4f}")

@@ -126,15 +126,21 @@ def pixel_accuracy(cm):
 
 
 def summarize(cm):
-    """``{"miou", "iou_per_class", "pixel_accuracy", "pixels"}`` of a confusion matrix.
+    """``{"miou", "iou_per_class", "dice_per_class", "pixel_accuracy", "pixels"}`` of a
+    confusion matrix.
 
-    ``iou_per_class`` is a list with ``None`` for classes absent from both the
-    ground truth and the prediction (JSON-friendly, no NaN).
+    The per-class lists hold ``None`` for classes absent from both the ground
+    truth and the prediction (JSON-friendly, no NaN); a class's Dice is
+    ``2 IoU / (1 + IoU)``.
+
+    >>> summarize(np.array([[2, 1], [1, 0]]))["dice_per_class"]
+    [0.6666666666666666, 0.0]
     """
     iou = iou_per_class(cm)
     return {
         "miou": mean_iou(cm),
         "iou_per_class": [None if np.isnan(v) else float(v) for v in iou],
+        "dice_per_class": [None if np.isnan(v) else float(2 * v / (1 + v)) for v in iou],
         "pixel_accuracy": pixel_accuracy(cm),
         "pixels": int(np.asarray(cm).sum()),
     }

@@ -21,8 +21,10 @@ def evaluate_run(predict, data, quick=False):
         keys = ("mean_dice", "hd95") if quick else None
     else:
         samples = (data.validation.load(i) for i in range(len(data.validation)))
-        result = evaluate_images(predict, samples, num_classes=data.num_classes,
-                                 boundary_widths=() if quick else (8, 16), progress=not quick)
+        result = name_classes(evaluate_images(
+            predict, samples, num_classes=data.num_classes,
+            boundary_widths=() if quick else (8, 16), progress=not quick),
+            data.train.class_names)
         keys = ("miou", "pixel_accuracy") if quick else None
     flat = flatten(result)
     if keys:
@@ -48,6 +50,23 @@ def mean_potts_energy(predict, source, batch_size=32):
             labels = [np.argmax(predict(im[None])[0], axis=-1) for im in images]
         energies.extend(potts_energy_np(lab, im) / lab.size for lab, im in zip(labels, images))
     return float(np.mean(energies))
+
+
+def name_classes(result, class_names):
+    """``iou_per_class`` / ``dice_per_class`` lists as ``{class name: value}`` (classes
+    without a value left out), so that they are printed and logged by name.
+
+    >>> name_classes({"iou_per_class": [0.5, None]}, ("background", "car"))
+    {'iou_per_class': {'background': 0.5}}
+    """
+    names = list(class_names) if class_names else None
+    named = dict(result)
+    for key in ("iou_per_class", "dice_per_class"):
+        if isinstance(result.get(key), list):
+            labels = names if names and len(names) == len(result[key]) else [
+                f"class_{k}" for k in range(len(result[key]))]
+            named[key] = {n: v for n, v in zip(labels, result[key]) if v is not None}
+    return named
 
 
 def flatten(result, prefix=""):
