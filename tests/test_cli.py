@@ -61,16 +61,6 @@ def test_train_script_help_runs_as_a_program():
         assert flag in result.stdout
 
 
-def test_readme_example_learns_from_scribbles():
-    spec = importlib.util.spec_from_file_location(
-        "fit_example", os.path.join(ROOT, "examples", "fit_your_own_data.py"))
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
-    disk_iou = example.main(epochs=12)
-    # Predicting background everywhere gives IoU 0; the scribbles alone cover a few % of the disk.
-    assert disk_iou > 0.6
-
-
 def test_a_fresh_process_loads_saved_networks_after_registering_the_package(tmp_path):
     from keras_regseg.models import UNet
 
