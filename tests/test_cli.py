@@ -1,5 +1,6 @@
 """The entry points as a user calls them: train, export, evaluate; and the README example."""
 
+import importlib
 import importlib.util
 import json
 import os
@@ -170,3 +171,12 @@ def test_evaluate_a_folder_of_images_against_a_folder_of_masks(tmp_path, capsys)
     assert evaluate_cli.main(["--model", str(tmp_path / "m.keras"), "--images",
                               str(tmp_path / "images"), "--masks", str(tmp_path / "masks")]) == 2
     assert "b.png: no mask" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "export", "predict"])
+def test_help_shows_plain_text_not_restructuredtext(command, capsys):
+    module = importlib.import_module(f"keras_regseg.cli.{command}")
+    with pytest.raises(SystemExit):
+        module.build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert "keras-regseg" in text and "``" not in text and ":func:" not in text

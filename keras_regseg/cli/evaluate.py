@@ -22,15 +22,18 @@ import os
 import sys
 
 from keras_regseg.cli.errors import run_reporting_errors
+from keras_regseg.cli.help_text import description_and_epilog
 from keras_regseg.cli.quiet import load_tensorflow_quietly
 from keras_regseg.training.config import DATASETS, TrainConfig
 
 
+DESCRIPTION, EPILOG = description_and_epilog(__doc__)
+
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="keras-regseg-evaluate", description=__doc__.split("\n")[0],
+        prog="keras-regseg-evaluate", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.split("\n")[2:]))
+        epilog=EPILOG)
     parser.add_argument("--model", required=True, help=".keras file or SavedModel folder")
     parser.add_argument("--config", help="YAML config whose data section to use")
     parser.add_argument("--data", choices=DATASETS, help="dataset (default: synthetic)")

@@ -17,14 +17,17 @@ import os
 import sys
 
 from keras_regseg.cli.errors import run_reporting_errors
+from keras_regseg.cli.help_text import description_and_epilog
 from keras_regseg.cli.quiet import load_tensorflow_quietly
 
 
+DESCRIPTION, EPILOG = description_and_epilog(__doc__)
+
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="keras-regseg-export", description=__doc__.split("\n")[0],
+        prog="keras-regseg-export", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.split("\n")[2:]))
+        epilog=EPILOG)
     parser.add_argument("--model", required=True, help="trained network (.keras file)")
     parser.add_argument("--name", help="model name (default: the .keras file's folder name)")
     parser.add_argument("--root", default="saved_models", help="folder of exported models")

@@ -27,15 +27,18 @@ import sys
 import warnings
 
 from keras_regseg.cli.errors import run_reporting_errors
+from keras_regseg.cli.help_text import description_and_epilog
 from keras_regseg.cli.quiet import load_tensorflow_quietly
 from keras_regseg.constants import MAX_IMAGE_PIXELS
 
 
+DESCRIPTION, EPILOG = description_and_epilog(__doc__)
+
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="keras-regseg-predict", description=__doc__.split("\n")[0],
+        prog="keras-regseg-predict", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.split("\n")[2:]))
+        epilog=EPILOG)
     parser.add_argument("--model", required=True, help=".keras file or SavedModel folder")
     parser.add_argument("--input", required=True, nargs="+",
                         help="image files, folders (sub-folders included; the outputs mirror "

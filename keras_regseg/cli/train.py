@@ -22,17 +22,20 @@ import os
 import sys
 
 from keras_regseg.cli.errors import run_reporting_errors
+from keras_regseg.cli.help_text import description_and_epilog
 from keras_regseg.cli.quiet import load_tensorflow_quietly
 from keras_regseg.methods import registry
 from keras_regseg.training.config import DATASETS, DISTRIBUTE, PRECISIONS, ConfigError, TrainConfig
 from keras_regseg.training.tuning_options import DEFAULT_TRIALS, TUNERS, check_options
 
 
+DESCRIPTION, EPILOG = description_and_epilog(__doc__)
+
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="keras-regseg-train", description=__doc__.split("\n")[0],
+        prog="keras-regseg-train", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.split("\n")[2:]))
+        epilog=EPILOG)
     parser.add_argument("--method", choices=registry.names(), metavar="METHOD",
                         help="training method (default: pce): " + "; ".join(
                             f"{record.name}: {record.summary}"
