@@ -166,3 +166,26 @@ def test_gd_pretrains_with_pce_then_adds_the_crf(tmp_path, tiny_data, regularize
         size=(4, 32, 32, 4)).astype("float32")
     pce = float(setup.loss.losses[0](y_true, logits))
     assert float(setup.loss(y_true, logits)) > pce
+
+
+def test_tensorboard_images_share_the_steps_of_the_epoch_scalars(tmp_path):
+    import glob
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from keras_regseg.training.config import TrainConfig
+    from keras_regseg.training.trainer import train
+
+    config = TrainConfig().override(**{
+        "output": str(tmp_path / "run"), "data.num_train": 16, "data.num_val": 4,
+        "training.iterations": 4, "training.steps_per_epoch": 2})
+    train(config, verbose=0)
+    steps = {}
+    for folder in glob.glob(str(tmp_path / "run" / "logs" / "**"), recursive=True):
+        if not glob.glob(folder + "/events.out.tfevents.*"):
+            continue
+        events = EventAccumulator(folder, size_guidance={"images": 0, "tensors": 0})
+        events.Reload()
+        for tag in events.Tags()["tensors"]:
+            steps.setdefault(tag, sorted(e.step for e in events.Tensors(tag)))
+    assert steps["validation_grid"] == steps["epoch_loss"] == [0, 1]

@@ -25,8 +25,9 @@ class PredictionGridCallback(keras.callbacks.Callback):
     """Draw image / scribbles / prediction / ground truth for a few validation samples.
 
     Writes ``path`` (PNG) and, when ``log_dir`` is given, the same picture to
-    TensorBoard's image tab. ``extra_maps(model)`` may add columns (e.g.
-    trust-region proposals).
+    TensorBoard's image tab at the step of the epoch's scalars (Keras's
+    TensorBoard callback logs epoch ``e`` at step ``e``, counted from 0).
+    ``extra_maps(model)`` may add columns (e.g. trust-region proposals).
     """
 
     def __init__(self, path, samples, predict, num_classes, every=1, log_dir=None,
@@ -43,7 +44,7 @@ class PredictionGridCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        self.draw(epoch + 1)
+        self.draw(epoch)
 
     def draw(self, step):
         images = [s["image"] for s in self.samples]
