@@ -241,3 +241,27 @@ def test_build_model_errors():
         build_model("resnet", 2, 1)
     with pytest.raises(TypeError, match=r"unknown arguments \['alpha'\]; UNet accepts"):
         build_model("unet", 2, 1, alpha=0.5)
+
+
+def strided_encoder(channels=1, strides=(4, 4)):
+    inputs = keras.Input((None, None, channels))
+    low = keras.layers.Conv2D(8, 3, strides=strides[0], padding="same", name="low")(inputs)
+    high = keras.layers.Conv2D(16, 3, strides=strides[1], padding="same", name="high")(low)
+    return keras.Model(inputs, [low, high], name="my_encoder")
+
+
+def test_deeplab_takes_your_own_encoder_and_saves_it(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = DeepLabV3Plus(3, input_channels=1, encoder=strided_encoder(), aspp_filters=8,
+                          low_level_filters=4, decoder_filters=8)
+    assert model.get_layer("my_encoder").get_layer("high").kernel.shape == (3, 3, 8, 16)
+    x = np.random.default_rng(0).random((2, 48, 32, 1)).astype("float32")
+    before = model.predict(x, verbose=0)
+    assert before.shape == (2, 48, 32, 3)
+    model.save(tmp_path / "custom.keras")
+    loaded = keras.saving.load_model(tmp_path / "custom.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), before, atol=1e-6)
+    with pytest.raises(ValueError, match="stride-4 features, stride-16 features"):
+        DeepLabV3Plus(3, input_channels=1, encoder=strided_encoder(strides=(2, 2)))
+    with pytest.raises(ValueError, match=r"does not take \[B, H, W, 1\] images"):
+        DeepLabV3Plus(3, input_channels=1, encoder=strided_encoder(channels=3))

@@ -136,6 +136,24 @@ def _backbone_features(alpha, channels, weights_path):
     return keras.Model(backbone.input, outputs, name="mobilenetv2_features")
 
 
+def check_encoder(encoder, channels):
+    """Raise ``ValueError`` unless ``encoder`` maps ``channels``-channel images to features
+    of strides 4 and 16 (tried on a 64 x 64 image)."""
+    if not isinstance(encoder, keras.Model):
+        raise ValueError(f"encoder must be a keras.Model; got {type(encoder).__name__}.")
+    try:
+        features = encoder(tf.zeros([1, 64, 64, channels]))
+    except Exception as error:  # noqa: BLE001 - reported with what was expected
+        raise ValueError(f"encoder {encoder.name!r} does not take [B, H, W, {channels}] "
+                         f"images: {type(error).__name__}: {error}") from None
+    sides = ([tuple(f.shape[1:3]) for f in features]
+             if isinstance(features, (list, tuple)) else None)
+    if sides != [(16, 16), (4, 4)]:
+        raise ValueError(f"encoder {encoder.name!r} must return [stride-4 features, stride-16 "
+                         f"features]: on a 64 x 64 image, sides 16 and 4; got "
+                         f"{sides if sides else type(features).__name__}.")
+
+
 @keras.saving.register_keras_serializable(package="keras_regseg")
 class DeepLabV3Plus(keras.Model):
     """DeepLabV3+ / MobileNetV2 returning float32 logits ``[B, H, W, num_classes]``.
@@ -155,7 +173,21 @@ class DeepLabV3Plus(keras.Model):
         decoder_filters: width of the decoder convolutions.
         dropout: dropout rate after the ASPP projection.
         image_size: optional fixed ``(height, width)``, multiples of 16.
+        encoder: your own backbone instead of MobileNetV2: a ``keras.Model``
+            taking the images as this model does (``[B, H, W, input_channels]``
+            in ``[0, 1]``; its own preprocessing inside) and returning
+            ``[stride-4 features, stride-16 features]``. ``alpha`` and
+            ``backbone_weights`` then do not apply (the encoder has its weights).
         name: model name.
+
+    >>> import numpy as np
+    >>> inputs = keras.Input((None, None, 1))
+    >>> low = keras.layers.Conv2D(8, 3, strides=4, padding="same")(inputs)
+    >>> high = keras.layers.Conv2D(16, 3, strides=4, padding="same")(low)
+    >>> model = DeepLabV3Plus(2, input_channels=1, encoder=keras.Model(inputs, [low, high]),
+    ...                       aspp_filters=8, low_level_filters=4, decoder_filters=8)
+    >>> model.predict(np.zeros((1, 32, 48, 1), "float32"), verbose=0).shape
+    (1, 32, 48, 2)
 
     Attributes:
         size_divisor: 16, the output stride.
@@ -163,26 +195,31 @@ class DeepLabV3Plus(keras.Model):
 
     def __init__(self, num_classes, input_channels=3, alpha=1.0, backbone_weights=None,
                  aspp_filters=256, atrous_rates=(6, 12, 18), low_level_filters=48,
-                 decoder_filters=256, dropout=0.1, image_size=None, name="deeplabv3plus",
-                 **kwargs):
+                 decoder_filters=256, dropout=0.1, image_size=None, encoder=None,
+                 name="deeplabv3plus", **kwargs):
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int; got {num_classes!r}.")
         if not isinstance(input_channels, int) or input_channels < 1:
             raise ValueError(f"input_channels must be a positive int; got {input_channels!r}.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {dropout!r}.")
-        backbone_channels = 3 if input_channels in (1, 3) else input_channels
-        if backbone_channels != 3 and backbone_weights is not None:
-            raise ValueError(f"backbone_weights need 1- or 3-channel images; got "
-                             f"input_channels={input_channels}.")
-        weights_path = resolve_backbone_weights(backbone_weights, alpha)
+        if isinstance(encoder, dict):   # from get_config
+            encoder = keras.saving.deserialize_keras_object(encoder)
         height, width = check_image_size(image_size, OUTPUT_STRIDE)
-
         inputs = keras.Input((height, width, input_channels), name="image")
-        x = keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(inputs)
-        if input_channels == 1:
-            x = keras.layers.Concatenate(name="gray_to_rgb")([x, x, x])
-        low, high = _backbone_features(alpha, backbone_channels, weights_path)(x)
+        if encoder is not None:
+            check_encoder(encoder, input_channels)
+            low, high = encoder(inputs)
+        else:
+            backbone_channels = 3 if input_channels in (1, 3) else input_channels
+            if backbone_channels != 3 and backbone_weights is not None:
+                raise ValueError(f"backbone_weights need 1- or 3-channel images; got "
+                                 f"input_channels={input_channels}.")
+            weights_path = resolve_backbone_weights(backbone_weights, alpha)
+            x = keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(inputs)
+            if input_channels == 1:
+                x = keras.layers.Concatenate(name="gray_to_rgb")([x, x, x])
+            low, high = _backbone_features(alpha, backbone_channels, weights_path)(x)
         x = _aspp(high, aspp_filters, atrous_rates, dropout)
         low = _conv_bn_relu(low, low_level_filters, 1, name="decoder_low_level")
         x = ResizeToMatch(name="decoder_upsample")([x, low])
@@ -203,6 +240,7 @@ class DeepLabV3Plus(keras.Model):
         self.decoder_filters = decoder_filters
         self.dropout = dropout
         self.image_size = None if image_size is None else (height, width)
+        self.encoder = encoder
         self.size_divisor = OUTPUT_STRIDE
 
     def get_config(self):
@@ -219,6 +257,8 @@ class DeepLabV3Plus(keras.Model):
             "decoder_filters": self.decoder_filters,
             "dropout": self.dropout,
             "image_size": None if self.image_size is None else list(self.image_size),
+            "encoder": (None if self.encoder is None
+                        else keras.saving.serialize_keras_object(self.encoder)),
         }
 
     @classmethod
