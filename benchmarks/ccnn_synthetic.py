@@ -72,6 +72,8 @@ def main():
     parser = common.parser(__doc__.split("\n")[0])
     parser.add_argument("--rows", help=f"comma-separated, among {', '.join(ROWS)}")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--no-train", action="store_true",
+                        help="table and JSON of the finished runs only")
     args = parser.parse_args()
     from keras_regseg.training.config import TrainConfig
     from keras_regseg.training.trainer import train
@@ -91,6 +93,8 @@ def main():
         for name in rows:
             folder = os.path.join(runs, name, f"seed{seed}")
             metrics = finished(folder)
+            if metrics is None and args.no_train:
+                continue
             if metrics is None:
                 config = base.override(**{"output": folder, "training.seed": seed,
                                           **ROWS[name]})
@@ -100,18 +104,21 @@ def main():
     table, printed = {}, []
     for name, by_seed in results.items():
         miou = [by_seed[s]["miou"] for s in seeds if s in by_seed]
+        done = [s for s in seeds if s in by_seed]
         mean, sd = mean_sd(miou)
         reference = REFERENCE.get(name, "pce")
         paired = None
         if reference and reference != name and reference in results:
+            common_seeds = [s for s in done if s in results[reference]]
             differences = [by_seed[s]["miou"] - results[reference][s]["miou"]
-                           for s in seeds if s in by_seed and s in results[reference]]
-            paired = dict(zip(("mean", "sd"), mean_sd(differences)), reference=reference)
-        table[name] = {"mean_miou": mean, "sd_miou": sd, "seeds": seeds, "miou_per_seed": miou,
+                           for s in common_seeds]
+            paired = dict(zip(("mean", "sd"), mean_sd(differences)), reference=reference,
+                          seeds=common_seeds)
+        table[name] = {"mean_miou": mean, "sd_miou": sd, "seeds": done, "miou_per_seed": miou,
                        "paired": paired,
-                       "pixel_accuracy": mean_sd([by_seed[s]["pixel_accuracy"] for s in seeds])[0],
-                       "wall_s": mean_sd([by_seed[s]["wall_s"] for s in seeds])[0]}
-        printed.append([name, len(miou), pm(mean, sd),
+                       "pixel_accuracy": mean_sd([by_seed[s]["pixel_accuracy"] for s in done])[0],
+                       "wall_s": mean_sd([by_seed[s]["wall_s"] for s in done])[0]}
+        printed.append([name, len(done), pm(mean, sd),
                         f"{pm(paired['mean'], paired['sd'], True)} vs {reference}"
                         if paired else "-", table[name]["wall_s"]])
     common.print_table(["row", "seeds", "val mIoU", "paired difference", "wall s"], printed)
