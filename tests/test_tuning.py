@@ -76,7 +76,11 @@ def test_ranges_follow_the_base_configuration():
     assert grid["gd.weight"].default == 1.0
     dense = TrainConfig.from_dict({"method": "gd", "gd": {"regularizer": "dense"}})
     from keras_regseg.methods.gd import regularizer_loss
-    assert search_space(dense).values["gd.weight"] == regularizer_loss(dense.gd).weight
+    # dense: around the weight the loss uses at the config's image size (its default follows
+    # the kernel's size in pixels).
+    side = dense.data.size
+    assert search_space(dense).values["gd.weight"] == pytest.approx(
+        regularizer_loss(dense.gd).weight_for(side, side))
 
 
 def test_trust_region_epsilon_range_depends_on_the_classes_and_stays_below_its_maximum():
