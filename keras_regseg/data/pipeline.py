@@ -28,7 +28,8 @@ import tensorflow as tf
 from keras_regseg.data.augment import Augmentation, augment_sample, normalize_crop_size
 from keras_regseg.data.base import SegmentationSource
 from keras_regseg.data.spec import PAD_INDEX
-from keras_regseg.data.weak_labels import boxes_from_mask, size_bits_from_mask
+from keras_regseg.data.weak_labels import (boxes_from_mask, class_sizes_from_mask,
+                                          size_bits_from_mask)
 from keras_regseg.losses.targets import pack_targets
 
 TARGETS = {"weak": "weak_label", "dense": "dense_label", "tags": "weak_label",
@@ -133,6 +134,15 @@ def size_bits(dense_label, num_classes, threshold=SIZE_BIT_THRESHOLD):
         lambda mask: size_bits_from_mask(mask, num_classes, threshold).astype(np.float32),
         [tf.cast(dense_label, tf.int32)], tf.float32, stateful=False)
     return tf.reshape(bits, [num_classes])   # static shape for the model's checks
+
+
+def class_sizes(dense_label, num_classes):
+    """float32 ``[K]`` tensor of :func:`~keras_regseg.data.weak_labels.class_sizes_from_mask`
+    (the same rule as :func:`size_bits`: the image is every pixel but padding)."""
+    sizes = tf.numpy_function(
+        lambda mask: class_sizes_from_mask(mask, num_classes).astype(np.float32),
+        [tf.cast(dense_label, tf.int32)], tf.float32, stateful=False)
+    return tf.reshape(sizes, [num_classes])
 
 
 def _check_input(source):
@@ -422,10 +432,7 @@ def _dict_targets_after_augmentation(sample, num_classes, targets):
     if "seeds" in targets.keys:
         y["seeds"] = sample["weak_label"]
     if "sizes" in targets.keys:
-        dense = sample["dense_label"]
-        image_pixels = tf.reduce_sum(tf.cast(dense != PAD_INDEX, tf.float32))
-        counts = tf.reduce_sum(tf.one_hot(dense, num_classes), axis=[0, 1])  # 255/254: zeros
-        y["sizes"] = counts / tf.maximum(image_pixels, 1.0)
+        y["sizes"] = class_sizes(sample["dense_label"], num_classes)
     if "boxes" in targets.keys:
         y["box_masks"] = tf.cast(sample["box_masks"] == 1, tf.float32)   # padding (254): out
     return y

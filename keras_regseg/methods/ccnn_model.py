@@ -151,10 +151,7 @@ class CCNNModel(NetworkWrapper):
 
     def coarse_logits(self, logits):
         """Average-pool float32 logits by ``downscale`` (the solver's grid)."""
-        logits = tf.cast(logits, tf.float32)
-        if self.downscale == 1:
-            return logits
-        return tf.nn.avg_pool2d(logits, self.downscale, self.downscale, padding="SAME")
+        return self.coarse_mean(logits)
 
     def coarse_mean(self, maps):
         """Average ``[B, H, W, C]`` maps over the solver's cells (as the logits)."""
