@@ -477,7 +477,8 @@ def size_bits_from_mask(mask, num_classes, threshold=0.1):
     [1.0, 0.0, 1.0]
     """
     threshold = _check_fraction(threshold, "threshold")
-    bits = (class_sizes_from_mask(mask, num_classes) > threshold).astype(np.float32)
+    # Compared in float64: a float32 fraction rounds 1/1 and 0.9999999999999999 together.
+    bits = (_class_fractions(mask, num_classes) > threshold).astype(np.float32)
     return bits
 
 
@@ -492,9 +493,13 @@ def class_sizes_from_mask(mask, num_classes):
     >>> class_sizes_from_mask(mask, 3).round(3).tolist()     # 16 image pixels
     [0.875, 0.125, 0.0]
     """
+    return _class_fractions(mask, num_classes).astype(np.float32)
+
+
+def _class_fractions(mask, num_classes):
     _, counts, image_pixels = _class_counts(mask, num_classes)
-    sizes = (counts / np.maximum(image_pixels, 1)[:, None]).astype(np.float32)
-    return sizes if np.ndim(mask) == 3 else sizes[0]
+    fractions = counts / np.maximum(image_pixels, 1)[:, None]
+    return fractions if np.ndim(mask) == 3 else fractions[0]
 
 
 def boxes_from_mask(mask, num_classes, max_boxes, background=0):
