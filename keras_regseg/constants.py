@@ -8,6 +8,8 @@ all import them from here.
 (255, 254, 254, 16777216)
 """
 
+__all__ = ["IGNORE_INDEX", "MAX_CLASSES", "MAX_IMAGE_PIXELS", "PAD_INDEX"]
+
 IGNORE_INDEX = 255
 """Weak-label and dense-label value of a pixel without a label."""
 

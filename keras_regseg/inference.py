@@ -16,6 +16,8 @@ import tensorflow as tf
 
 from keras_regseg.ops.padding import pad_to_multiple
 
+__all__ = ["make_predict_fn"]
+
 
 def make_predict_fn(model, batch_size=None):
     """A function ``images float32 [B, H, W, C] -> probabilities float32 [B, H, W, K]``.

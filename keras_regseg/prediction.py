@@ -63,6 +63,11 @@ from keras_regseg.saving import check_safe_keras
 from keras_regseg.utils.files import atomic_write
 from keras_regseg.visualization import colorize
 
+__all__ = ["find_images", "IMAGE_EXTENSIONS", "load_keras_model", "load_segmenter",
+           "OUTPUT_FOLDERS", "OVERLAY_ALPHA", "overlay_labels", "predict_files",
+           "PredictionSummary", "read_for_model", "Segmenter", "SkippedImageWarning",
+           "UnsafeModelError"]
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 """File name endings picked up from folders and glob patterns (any case)."""
 

@@ -18,6 +18,8 @@ import re
 
 import keras
 
+__all__ = ["check_safe_keras", "load_model", "MIN_SAFE_KERAS"]
+
 MIN_SAFE_KERAS = (3, 11, 3)
 """Keras versions before this one reportedly skip safe mode for ``.h5`` files."""
 

@@ -9,6 +9,8 @@ import numpy as np  # noqa: E402
 
 from keras_regseg.data.spec import IGNORE_INDEX, PAD_INDEX  # noqa: E402
 
+__all__ = ["colorize", "overlay_scribbles", "palette", "prediction_grid", "training_curves"]
+
 
 def palette(num_classes):
     """The Pascal VOC colour palette, ``uint8 [max(num_classes, 256), 3]``.

@@ -14,6 +14,8 @@ instead. Anything else is a bug and keeps its traceback.
 
 import sys
 
+__all__ = ["EXIT_USER_ERROR", "MAX_MESSAGE", "one_line", "run_reporting_errors"]
+
 EXIT_USER_ERROR = 2
 MAX_MESSAGE = 1000
 """Longest error line printed (a message may echo a big value)."""

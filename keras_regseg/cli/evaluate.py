@@ -26,6 +26,8 @@ from keras_regseg.cli.help_text import description_and_epilog
 from keras_regseg.cli.quiet import load_tensorflow_quietly
 from keras_regseg.training.config import DATASETS, TrainConfig
 
+__all__ = ["build_parser", "evaluate_folders", "load_checked_segmenter", "main", "run"]
+
 
 DESCRIPTION, EPILOG = description_and_epilog(__doc__)
 

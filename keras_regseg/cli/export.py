@@ -20,6 +20,8 @@ from keras_regseg.cli.errors import run_reporting_errors
 from keras_regseg.cli.help_text import description_and_epilog
 from keras_regseg.cli.quiet import load_tensorflow_quietly
 
+__all__ = ["build_parser", "main", "run"]
+
 
 DESCRIPTION, EPILOG = description_and_epilog(__doc__)
 

@@ -2,6 +2,8 @@
 
 import re
 
+__all__ = ["description_and_epilog", "plain"]
+
 _ROLE = re.compile(r":(?:func|class|meth|mod|data|attr):`~?([^`]+)`")
 
 

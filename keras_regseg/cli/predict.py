@@ -31,6 +31,8 @@ from keras_regseg.cli.help_text import description_and_epilog
 from keras_regseg.cli.quiet import load_tensorflow_quietly
 from keras_regseg.constants import MAX_IMAGE_PIXELS
 
+__all__ = ["build_parser", "main", "run"]
+
 
 DESCRIPTION, EPILOG = description_and_epilog(__doc__)
 

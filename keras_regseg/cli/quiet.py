@@ -13,6 +13,8 @@ stderr is back.
 import os
 import sys
 
+__all__ = ["load_tensorflow_quietly", "QUIET_LOG_LEVEL"]
+
 QUIET_LOG_LEVEL = "3"
 
 

@@ -28,6 +28,8 @@ from keras_regseg.methods import registry
 from keras_regseg.training.config import DATASETS, DISTRIBUTE, PRECISIONS, ConfigError, TrainConfig
 from keras_regseg.training.tuning_options import DEFAULT_TRIALS, TUNERS, check_options
 
+__all__ = ["build_parser", "config_from_args", "main", "run", "tuning_options"]
+
 
 DESCRIPTION, EPILOG = description_and_epilog(__doc__)
 

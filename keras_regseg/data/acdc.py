@@ -28,6 +28,8 @@ evaluation.
 ('patient001_frame01', (2, 8, 6), 255)
 """
 
+from __future__ import annotations
+
 import os
 import re
 
@@ -41,6 +43,11 @@ from keras_regseg.data.base import SegmentationSource
 from keras_regseg.data.spec import IGNORE_INDEX
 from keras_regseg.data.weak_labels import shorten_scribbles
 
+__all__ = ["ACDC_CLASS_NAMES", "ACDC_NUM_CLASSES", "ACDC_UNANNOTATED", "ACDCSlices", "ACDCVolumes",
+           "fold_patients", "list_volume_files", "read_raw_volume", "read_volume",
+           "scribble_to_labels", "split_patients", "SPLITS", "volume_id", "zoom_nearest",
+           "zoom_seeds"]
+
 ACDC_CLASS_NAMES = ("background", "RV", "Myo", "LV")
 ACDC_NUM_CLASSES = 4
 ACDC_UNANNOTATED = 4
@@ -52,7 +59,7 @@ _DATASETS = ("image", "label", "scribble")
 _PROGRESS_MIN_FILES = 20
 
 
-def fold_patients(fold):
+def fold_patients(fold: int) -> tuple[list[int], list[int]]:
     """``(train, test)`` sorted patient numbers of cross-validation ``fold`` (1..5).
 
     >>> train, test = fold_patients(2)
@@ -302,8 +309,9 @@ class ACDCSlices(SegmentationSource):
     channels = 1
     class_names = ACDC_CLASS_NAMES
 
-    def __init__(self, folder, fold=1, split="train", size=256, progress=None, scribble_ratio=1.0,
-                 holdout=0):
+    def __init__(self, folder: str | os.PathLike, fold: int = 1, split: str = "train",
+                 size: int = 256, progress: bool | None = None, scribble_ratio: float = 1.0,
+                 holdout: int = 0):
         if not 0 <= scribble_ratio <= 1:
             raise ValueError(f"scribble_ratio must be in [0, 1]; got {scribble_ratio!r}.")
         self.folder, self.fold, self.split = folder, fold, split
@@ -393,7 +401,8 @@ class ACDCVolumes:
     num_classes = ACDC_NUM_CLASSES
     class_names = ACDC_CLASS_NAMES
 
-    def __init__(self, folder, fold=1, split="test", holdout=0):
+    def __init__(self, folder: str | os.PathLike, fold: int = 1, split: str = "test",
+                 holdout: int = 0):
         self.folder, self.fold, self.split = folder, fold, split
         self.paths = list_volume_files(folder, fold, split, holdout)
 

@@ -17,11 +17,16 @@ depends only on the sample and its seed.
 [254, 255]
 """
 
+from __future__ import annotations
+
 import math
 
 import tensorflow as tf
 
 from keras_regseg.data.spec import PAD_INDEX
+
+__all__ = ["augment_sample", "Augmentation", "LABEL_KEYS", "normalize_crop_size",
+           "random_transform"]
 
 LABEL_KEYS = ("weak_label", "dense_label", "proposal", "box_masks")
 """Label maps warped with the image: ``proposal`` (trust-region stage A) and
@@ -56,9 +61,11 @@ class Augmentation:
     True
     """
 
-    def __init__(self, scale_range=None, hflip=False, vflip=False, rotation_degrees=0.0,
-                 rotation_probability=1.0, rot90=False, image_pad_value=0.0,
-                 flip_probability=0.5, exclusive=False, image_interpolation="bilinear"):
+    def __init__(self, scale_range: tuple[float, float] | None = None, hflip: bool = False,
+                 vflip: bool = False, rotation_degrees: float = 0.0,
+                 rotation_probability: float = 1.0, rot90: bool = False,
+                 image_pad_value: float = 0.0, flip_probability: float = 0.5,
+                 exclusive: bool = False, image_interpolation: str = "bilinear"):
         if scale_range is not None:
             scale_range = tuple(float(s) for s in scale_range)
             if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
@@ -255,7 +262,9 @@ def normalize_crop_size(crop_size):
     return crop_size
 
 
-def augment_sample(sample, augmentation=None, crop_size=None, seed=(0, 0)):
+def augment_sample(sample: dict[str, tf.Tensor], augmentation: Augmentation | None = None,
+                   crop_size: tuple[int, int] | None = None,
+                   seed: tuple[int, int] | tf.Tensor = (0, 0)) -> dict[str, tf.Tensor]:
     """Transform ``sample["image"]`` and its label maps with one random draw.
 
     The image is sampled bilinearly, the labels by nearest neighbour, both

@@ -14,15 +14,21 @@ channels, loads one sample as numpy arrays, and turns itself into a
 (2, '1', (3,))
 """
 
+from __future__ import annotations
+
 import abc
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 import tensorflow as tf
 
 from keras_regseg.data.spec import IGNORE_INDEX, MAX_CLASSES
 
+__all__ = ["InMemorySource", "SegmentationSource", "tags_from_labels"]
 
-def tags_from_labels(labels, num_classes):
+
+def tags_from_labels(labels: ArrayLike, num_classes: int) -> np.ndarray:
     """Multi-hot float32 ``[K]`` of the classes present in a label map (ignore/pad skipped)."""
     labels = np.asarray(labels)
     present = np.unique(labels[(labels >= 0) & (labels < num_classes)])
@@ -98,8 +104,11 @@ class InMemorySource(SegmentationSource):
         class_names: optional names of the K classes.
     """
 
-    def __init__(self, images, weak_labels, num_classes, dense_labels=None,
-                 ids=None, tags=None, class_names=None):
+    def __init__(self, images: Sequence[np.ndarray] | np.ndarray,
+                 weak_labels: Sequence[np.ndarray] | np.ndarray, num_classes: int,
+                 dense_labels: Sequence[np.ndarray] | np.ndarray | None = None,
+                 ids: Sequence[str] | None = None, tags: np.ndarray | None = None,
+                 class_names: Sequence[str] | None = None):
         images = np.asarray(images, np.float32)
         if images.ndim != 4:
             raise ValueError(f"images must have shape [N, H, W, C]; got shape {images.shape}.")

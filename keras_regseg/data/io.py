@@ -28,6 +28,10 @@ from PIL import Image, UnidentifiedImageError
 
 from keras_regseg.constants import MAX_IMAGE_PIXELS
 
+__all__ = ["check_image_pixels", "check_label_png", "image_size", "png_header", "PNG_SIGNATURE",
+           "read_image", "read_label_png", "tf_decode_image", "tf_decode_label_png", "voc_palette",
+           "write_label_png"]
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

@@ -20,7 +20,10 @@ inputs are shuffled with a buffer of ``shuffle_buffer`` decoded samples.
 ((2, 16, 16, 1), (2, 16, 16, 2))
 """
 
+from __future__ import annotations
+
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +34,10 @@ from keras_regseg.data.spec import PAD_INDEX
 from keras_regseg.data.weak_labels import (boxes_from_mask, class_sizes_from_mask,
                                           size_bits_from_mask)
 from keras_regseg.losses.targets import pack_targets
+
+__all__ = ["class_sizes", "DICT_TARGET_KEYS", "DictTargets", "make_eval_dataset",
+           "make_training_dataset", "rasterize_boxes", "SIZE_BIT_THRESHOLD", "size_bits",
+           "TARGETS", "without_autotune_model"]
 
 TARGETS = {"weak": "weak_label", "dense": "dense_label", "tags": "weak_label",
            "tags_and_sizes": "weak_label"}
@@ -264,9 +271,13 @@ def _fixed_size_check(source, crop_size, augmentation):
                                              "to be batched.")
 
 
-def make_training_dataset(source, batch_size, crop_size=None, augmentation=None, shuffle=True,
-                          seed=None, repeat=True, target="weak", shuffle_buffer=1024,
-                          proposals=None, skip_samples=0):
+def make_training_dataset(source: SegmentationSource, batch_size: int,
+                          crop_size: tuple[int, int] | None = None,
+                          augmentation: Augmentation | None = None, shuffle: bool = True,
+                          seed: int | None = None, repeat: bool = True, target: str = "weak",
+                          shuffle_buffer: int = 1024,
+                          proposals: Callable[[tf.Tensor], tf.Tensor] | None = None,
+                          skip_samples: int = 0) -> tf.data.Dataset:
     """Batched, augmented, prefetched ``(images, y_true)`` for ``model.fit``.
 
     Args:
@@ -449,7 +460,8 @@ def _pad_to_multiple(sample, multiple, label_key):
                 **{label_key: tf.pad(sample[label_key], paddings, constant_values=PAD_INDEX)})
 
 
-def make_eval_dataset(source, batch_size=1, target="dense", keep_ids=True, pad_to_multiple=None):
+def make_eval_dataset(source: SegmentationSource, batch_size: int = 1, target: str = "dense",
+                      keep_ids: bool = True, pad_to_multiple: int | None = None) -> tf.data.Dataset:
     """Batched samples in order, without augmentation, for evaluation and prediction.
 
     Args:

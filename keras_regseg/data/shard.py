@@ -2,6 +2,8 @@
 
 from keras_regseg.data.base import SegmentationSource
 
+__all__ = ["ShardSource"]
+
 
 class ShardSource(SegmentationSource):
     """The samples ``index, index + count, index + 2 count, ...`` of ``source``.

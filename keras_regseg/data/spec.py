@@ -21,4 +21,6 @@ the image, while it must see unlabeled ones.
 
 from keras_regseg.constants import IGNORE_INDEX, MAX_CLASSES, PAD_INDEX  # noqa: F401
 
+__all__ = ["SAMPLE_KEYS"]
+
 SAMPLE_KEYS = ("image", "weak_label", "dense_label", "tags", "id")

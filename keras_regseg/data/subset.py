@@ -17,6 +17,8 @@ import math
 
 from keras_regseg.data.base import SegmentationSource
 
+__all__ = ["group_subset", "SubsetSource"]
+
 
 class SubsetSource(SegmentationSource):
     """The samples ``indices`` of ``source``, in that order."""

@@ -23,6 +23,8 @@ so a sample does not depend on ``num_samples`` and the splits never share one.
 True
 """
 
+from __future__ import annotations
+
 import numbers
 
 import numpy as np
@@ -31,6 +33,8 @@ from scipy import ndimage
 from keras_regseg.data.base import InMemorySource
 from keras_regseg.data.spec import IGNORE_INDEX, MAX_CLASSES
 from keras_regseg.data.weak_labels import scribbles_from_mask, shorten_scribbles, tags_from_mask
+
+__all__ = ["SHAPES", "SPLITS", "SyntheticShapes", "TEXTURES"]
 
 SPLITS = ("train", "val", "test")
 """Names accepted by ``SyntheticShapes(split=...)``; each draws from its own seeds."""
@@ -154,9 +158,10 @@ class SyntheticShapes(InMemorySource):
     (False, 'val_00000')
     """
 
-    def __init__(self, num_samples=200, size=64, channels=1, num_classes=4, seed=0,
-                 split="train", scribble_ratio=1.0, max_objects=5, scribble_margin=3,
-                 scribble_width=1, noise=0.06):
+    def __init__(self, num_samples: int = 200, size: int = 64, channels: int = 1,
+                 num_classes: int = 4, seed: int = 0, split: str = "train",
+                 scribble_ratio: float = 1.0, max_objects: int = 5, scribble_margin: int = 3,
+                 scribble_width: int = 1, noise: float = 0.06):
         for name, value, low in (("num_samples", num_samples, 1), ("size", size, 16),
                                  ("max_objects", max_objects, 1), ("seed", seed, 0)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:

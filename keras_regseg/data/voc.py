@@ -40,7 +40,10 @@ sample is loaded, naming the file.
 [12]
 """
 
+from __future__ import annotations
+
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -53,6 +56,10 @@ from keras_regseg.data.io import (MAX_IMAGE_PIXELS, check_image_pixels, check_la
 from keras_regseg.data.spec import IGNORE_INDEX, MAX_CLASSES
 from keras_regseg.data.weak_labels import shorten_scribbles
 from keras_regseg.utils.files import read_text_lines
+
+__all__ = ["IMAGE_EXTENSIONS", "map_label_values", "path_inside", "read_boxes_file",
+           "read_split_file", "read_tags_file", "tf_map_label_values", "tf_tags_from_labels",
+           "VOC_CLASS_NAMES", "VOCFolder"]
 
 VOC_CLASS_NAMES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -292,12 +299,13 @@ class VOCFolder(SegmentationSource):
             Python (``tf.numpy_function``), once per sample and epoch.
     """
 
-    def __init__(self, root, split="train", image_dir="JPEGImages",
-                 scribble_dir="pascal_2012_scribble", mask_dir="auto",
-                 split_file="ImageSets/Segmentation/{split}.txt", unlabeled_value=255,
-                 void_value=255, num_classes=21, class_names=None, tags_file=None,
-                 scribble_ratio=1.0, channels=3, max_pixels=MAX_IMAGE_PIXELS,
-                 boxes_file=None):
+    def __init__(self, root: str | os.PathLike, split: str = "train", image_dir: str = "JPEGImages",
+                 scribble_dir: str = "pascal_2012_scribble", mask_dir: str | None = "auto",
+                 split_file: str = "ImageSets/Segmentation/{split}.txt", unlabeled_value: int = 255,
+                 void_value: int = 255, num_classes: int = 21,
+                 class_names: Sequence[str] | None = None, tags_file: str | None = None,
+                 scribble_ratio: float = 1.0, channels: int = 3, max_pixels: int = MAX_IMAGE_PIXELS,
+                 boxes_file: str | None = None):
         if not os.path.isdir(root):
             raise FileNotFoundError(f"VOC folder {root} not found.")
         if channels not in (1, 3):

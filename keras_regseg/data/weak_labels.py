@@ -37,13 +37,19 @@ True
 [1, 1]
 """
 
+from __future__ import annotations
+
 import numbers
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 
 from keras_regseg.data.spec import IGNORE_INDEX, MAX_CLASSES, PAD_INDEX
+
+__all__ = ["boxes_from_mask", "class_sizes_from_mask", "scribbles_from_mask", "shorten_scribbles",
+           "size_bits_from_mask", "tags_from_mask"]
 
 _SQRT2 = float(np.sqrt(2.0))
 
@@ -309,8 +315,10 @@ def _widen(strokes, regions, region_widths):
 
 # --------------------------------------------------------------------------- public API
 
-def scribbles_from_mask(mask, num_classes, rng=None, ignore_index=IGNORE_INDEX, margin=2,
-                        width=1, min_area=1):
+def scribbles_from_mask(mask: ArrayLike, num_classes: int,
+                        rng: np.random.Generator | int | None = None,
+                        ignore_index: int = IGNORE_INDEX, margin: int = 2, width: int = 1,
+                        min_area: int = 1) -> np.ndarray:
     """Simulate one thin scribble per connected region of every class of a dense mask.
 
     See the module docstring for the method (erode, centred longest path, widen). Every
@@ -382,7 +390,8 @@ def scribbles_from_mask(mask, num_classes, rng=None, ignore_index=IGNORE_INDEX, 
     return weak if np.ndim(mask) == 3 else weak[0]
 
 
-def shorten_scribbles(weak_label, ratio, ignore_index=IGNORE_INDEX, click_radius=0):
+def shorten_scribbles(weak_label: ArrayLike, ratio: float, ignore_index: int = IGNORE_INDEX,
+                      click_radius: int = 0) -> np.ndarray:
     """Shorten every scribble from both ends to ``ratio`` of its geodesic length.
 
     A scribble is a connected region (8-connectivity) of one class in the weak label.
@@ -450,7 +459,7 @@ def _class_counts(mask, num_classes):
     return masks, counts.reshape(masks.shape[0], num_classes), image_pixels
 
 
-def tags_from_mask(mask, num_classes):
+def tags_from_mask(mask: ArrayLike, num_classes: int) -> np.ndarray:
     """Multi-hot float32 image tags: 1 for every class present in the mask.
 
     ``IGNORE_INDEX`` and ``PAD_INDEX`` pixels are skipped. A batch ``[N, H, W]`` gives
@@ -465,7 +474,7 @@ def tags_from_mask(mask, num_classes):
     return tags if np.ndim(mask) == 3 else tags[0]
 
 
-def size_bits_from_mask(mask, num_classes, threshold=0.1):
+def size_bits_from_mask(mask: ArrayLike, num_classes: int, threshold: float = 0.1) -> np.ndarray:
     """CCNN size bits: 1 for every class covering more than ``threshold`` of the image.
 
     The image is every pixel that is not ``PAD_INDEX`` (unlabeled pixels are part of the

@@ -28,3 +28,9 @@ from keras_regseg.evaluation.volume import (
     symmetric_surface_distances,
     volume_metrics,
 )
+
+__all__ = ["boundary_mask", "confusion_matrix", "ConfusionAccumulator", "dice", "dice_hd95",
+           "evaluate_images", "evaluate_volumes", "hd95", "iou_per_class", "mean_iou",
+           "pixel_accuracy", "predict_labels", "predict_volume", "present_classes",
+           "surface_distances", "symmetric_surface_distances", "trimap_bands", "trimap_metrics",
+           "TrimapAccumulator", "volume_metrics"]

@@ -18,11 +18,19 @@ DeepLab's "trimap" evaluation).
 (0.5, 24)
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.ndimage import distance_transform_edt
 
 from keras_regseg.data.spec import IGNORE_INDEX, PAD_INDEX
 from keras_regseg.evaluation.confusion import ConfusionAccumulator
+
+__all__ = ["boundary_distance", "boundary_mask", "trimap_bands", "trimap_metrics",
+           "TrimapAccumulator"]
 
 _VOID = (IGNORE_INDEX, PAD_INDEX)
 
@@ -46,7 +54,7 @@ def _pair_slices(dy, dx):
     return (rows_p, cols_p), (rows_q, cols_q)
 
 
-def boundary_mask(labels, connectivity=4, void=_VOID):
+def boundary_mask(labels: ArrayLike, connectivity: int = 4, void: int = _VOID) -> np.ndarray:
     """Boolean ``[H, W]``: non-void pixels with a non-void neighbour of another class.
 
     >>> boundary_mask([[0, 1], [255, 255]]).tolist()
@@ -73,7 +81,8 @@ def boundary_distance(labels, connectivity=4, void=_VOID):
     return distance_transform_edt(~boundary)
 
 
-def trimap_bands(labels, widths=(8, 16), connectivity=4, void=_VOID):
+def trimap_bands(labels: ArrayLike, widths: Sequence[int] = (8, 16), connectivity: int = 4,
+                 void: int = _VOID) -> dict[int, np.ndarray]:
     """``{w: boolean [H, W]}``: non-void pixels within distance ``w`` of a boundary."""
     labels = np.asarray(labels)
     distance = boundary_distance(labels, connectivity, void)
@@ -99,7 +108,7 @@ class TrimapAccumulator:
     {1: 1.0, 2: 1.0}
     """
 
-    def __init__(self, num_classes, widths=(8, 16), connectivity=4):
+    def __init__(self, num_classes: int, widths: Sequence[int] = (8, 16), connectivity: int = 4):
         self.num_classes = int(num_classes)
         self.widths = _check_widths(widths)
         _neighbour_offsets(connectivity)
@@ -133,7 +142,8 @@ class TrimapAccumulator:
         return out
 
 
-def trimap_metrics(labels, predictions, num_classes, widths=(8, 16), connectivity=4):
+def trimap_metrics(labels: ArrayLike, predictions: ArrayLike, num_classes: int,
+                   widths: Sequence[int] = (8, 16), connectivity: int = 4) -> dict[int, dict]:
     """Trimap metrics of one ``[H, W]`` map or a stack ``[N, H, W]`` of maps.
 
     Returns ``{w: {"miou", "iou_per_class", "pixel_accuracy", "pixels"}}``; see

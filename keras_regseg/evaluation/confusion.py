@@ -15,12 +15,21 @@ and :data:`~keras_regseg.data.spec.PAD_INDEX`) are not counted.
 (0.4167, 0.6)
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from keras_regseg.data.spec import IGNORE_INDEX, PAD_INDEX
 
+__all__ = ["confusion_matrix", "ConfusionAccumulator", "iou_per_class", "mean_iou",
+           "pixel_accuracy", "present_classes", "summarize"]
 
-def confusion_matrix(labels, predictions, num_classes, ignore=(IGNORE_INDEX, PAD_INDEX)):
+
+def confusion_matrix(labels: ArrayLike, predictions: ArrayLike, num_classes: int,
+                     ignore: Sequence[int] = (IGNORE_INDEX, PAD_INDEX)) -> np.ndarray:
     """Count ``(label, prediction)`` pairs into an int64 ``[K, K]`` matrix.
 
     Args:
@@ -67,13 +76,13 @@ def _check_matrix(cm):
     return cm.astype(np.float64)
 
 
-def present_classes(cm):
+def present_classes(cm: np.ndarray) -> np.ndarray:
     """Boolean ``[K]``: the class occurs in the ground truth or in the prediction."""
     cm = _check_matrix(cm)
     return (cm.sum(axis=0) + cm.sum(axis=1)) > 0
 
 
-def iou_per_class(cm):
+def iou_per_class(cm: np.ndarray) -> np.ndarray:
     """IoU ``TP / (TP + FP + FN)`` of each class, float64 ``[K]``.
 
     A class absent from both the ground truth and the prediction has no IoU
@@ -91,7 +100,7 @@ def iou_per_class(cm):
     return iou
 
 
-def mean_iou(cm):
+def mean_iou(cm: np.ndarray) -> float:
     """Mean IoU over the classes present in the ground truth or the prediction.
 
     Classes absent from both are excluded (their IoU is undefined), so the
@@ -109,7 +118,7 @@ def mean_iou(cm):
     return float(iou_per_class(cm)[present].mean())
 
 
-def pixel_accuracy(cm):
+def pixel_accuracy(cm: np.ndarray) -> float:
     """Fraction of counted pixels whose prediction equals the label.
 
     Raises:
@@ -157,7 +166,7 @@ class ConfusionAccumulator:
     (0.6666666666666666, [0.5, 0.5])
     """
 
-    def __init__(self, num_classes, ignore=(IGNORE_INDEX, PAD_INDEX)):
+    def __init__(self, num_classes: int, ignore: Sequence[int] = (IGNORE_INDEX, PAD_INDEX)):
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1; got {num_classes}.")
         self.num_classes = int(num_classes)

@@ -18,7 +18,12 @@ is used.
 (1.0, 0.0)
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.ndimage import zoom
 from tqdm.auto import tqdm
 
@@ -27,8 +32,11 @@ from keras_regseg.evaluation.boundary import TrimapAccumulator
 from keras_regseg.evaluation.confusion import ConfusionAccumulator
 from keras_regseg.evaluation.volume import volume_metrics
 
+__all__ = ["evaluate_images", "evaluate_volumes", "predict_labels", "predict_volume"]
 
-def predict_labels(predict_fn, images, batch_size=16):
+
+def predict_labels(predict_fn: Callable[[np.ndarray], np.ndarray], images: ArrayLike,
+                   batch_size: int = 16) -> np.ndarray:
     """Argmax labels int32 ``[N, H, W]`` of ``predict_fn`` over images ``[N, H, W, C]``.
 
     >>> predict_labels(lambda x: np.concatenate([x, 1 - x], -1),
@@ -65,7 +73,8 @@ def _resize_slices(volume, height, width):
     return resized
 
 
-def predict_volume(predict_fn, image, input_size, batch_size=16):
+def predict_volume(predict_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
+                   input_size: tuple[int, int], batch_size: int = 16) -> np.ndarray:
     """Predicted labels ``[Z, H, W]`` of a volume ``[Z, H, W]``, the WSL4MIS way.
 
     Each slice is zoomed (nearest) to ``input_size x input_size``, predicted,
@@ -88,8 +97,11 @@ def _mean_or_none(values):
     return float(np.mean(values)) if values else None
 
 
-def evaluate_volumes(predict_fn, volumes, input_size, num_classes, spacing=None,
-                     batch_size=16, progress=True, class_names=None, absent_class="wsl4mis"):
+def evaluate_volumes(predict_fn: Callable[[np.ndarray], np.ndarray],
+                     volumes: Iterable[Mapping[str, np.ndarray]], input_size: tuple[int, int],
+                     num_classes: int, spacing: Sequence[float] | None = None, batch_size: int = 16,
+                     progress: bool = True, class_names: Sequence[str] | None = None,
+                     absent_class: str = "wsl4mis") -> dict:
     """Per-volume 3D Dice and HD95 of classes ``1..K-1`` (WSL4MIS / DMPLS protocol).
 
     Args:
@@ -165,8 +177,10 @@ def _same_size_batches(samples, batch_size):
         yield batch
 
 
-def evaluate_images(predict_fn, samples, num_classes, batch_size=8, boundary_widths=(8, 16),
-                    connectivity=4, progress=True):
+def evaluate_images(predict_fn: Callable[[np.ndarray], np.ndarray],
+                    samples: Iterable[Mapping[str, np.ndarray]], num_classes: int,
+                    batch_size: int = 8, boundary_widths: Sequence[int] | None = (8, 16),
+                    connectivity: int = 4, progress: bool = True) -> dict:
     """mIoU, IoU per class, pixel accuracy and trimap metrics over 2D samples.
 
     Args:

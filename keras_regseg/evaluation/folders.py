@@ -13,6 +13,8 @@ import numpy as np
 from keras_regseg.data.io import read_label_png
 from keras_regseg.data.spec import IGNORE_INDEX
 
+__all__ = ["folder_samples"]
+
 
 def folder_samples(images, masks, channels, num_classes, void_value=255):
     """Sample dicts ``{"image", "dense_label", "id"}`` of the image/mask pairs, in order.

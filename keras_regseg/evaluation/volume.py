@@ -27,14 +27,22 @@ class); here that raises :class:`ValueError` too, unless ``absent_class="skip"``
 (0.75, 1.0)
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
 from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binary_structure
 from scipy.spatial import cKDTree
 
+__all__ = ["ABSENT_CLASS_POLICIES", "dice", "dice_hd95", "hd95", "surface",
+           "SURFACE_DISTANCE_METHODS", "surface_distances", "symmetric_surface_distances",
+           "volume_metrics"]
+
 ABSENT_CLASS_POLICIES = ("wsl4mis", "skip")
 
 
-def dice(prediction, reference):
+def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
     """Dice coefficient of two boolean masks; 0.0 when both are empty (WSL4MIS's value)."""
     prediction, reference = _as_masks(prediction, reference)
     total = np.count_nonzero(prediction) + np.count_nonzero(reference)
@@ -100,7 +108,9 @@ SURFACE_DISTANCE_METHODS = ("auto", "edt", "kdtree")
 _KDTREE_POINTS_PER_VOXEL = 1 / 16
 
 
-def symmetric_surface_distances(a, b, spacing=None, method="auto"):
+def symmetric_surface_distances(a: np.ndarray, b: np.ndarray,
+                                spacing: Sequence[float] | None = None,
+                                method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """``(d(a, b), d(b, a))``: surface-to-surface distances in both directions.
 
     ``d(a, b)`` holds, for every surface voxel of ``a``, the Euclidean distance
@@ -132,7 +142,8 @@ def symmetric_surface_distances(a, b, spacing=None, method="auto"):
     return cKDTree(points_b).query(points_a)[0], cKDTree(points_a).query(points_b)[0]
 
 
-def surface_distances(source, target, spacing=None, method="auto"):
+def surface_distances(source: np.ndarray, target: np.ndarray,
+                      spacing: Sequence[float] | None = None, method: str = "auto") -> np.ndarray:
     """Distances from every surface voxel of ``source`` to the surface of ``target``.
 
     See :func:`symmetric_surface_distances`.
@@ -140,7 +151,8 @@ def surface_distances(source, target, spacing=None, method="auto"):
     return symmetric_surface_distances(source, target, spacing, method)[0]
 
 
-def hd95(prediction, reference, spacing=None, method="auto"):
+def hd95(prediction: np.ndarray, reference: np.ndarray, spacing: Sequence[float] | None = None,
+         method: str = "auto") -> float:
     """95th percentile of the symmetric surface distances (medpy ``hd95``); both masks non-empty.
 
     >>> a = np.zeros((5, 5), bool); a[1:4, 1:4] = True
@@ -151,7 +163,8 @@ def hd95(prediction, reference, spacing=None, method="auto"):
     return float(np.percentile(np.hstack((forward, backward)), 95))
 
 
-def dice_hd95(prediction, reference, spacing=None):
+def dice_hd95(prediction: np.ndarray, reference: np.ndarray,
+              spacing: Sequence[float] | None = None) -> tuple[float, float]:
     """``(dice, hd95)`` of one class, WSL4MIS's ``calculate_metric_percase``.
 
     Empty prediction: ``(0.0, 0.0)``. Non-empty prediction and empty
@@ -168,7 +181,9 @@ def dice_hd95(prediction, reference, spacing=None):
     return dice(prediction, reference), hd95(prediction, reference, spacing)
 
 
-def volume_metrics(prediction, label, num_classes, spacing=None, absent_class="wsl4mis"):
+def volume_metrics(prediction: np.ndarray, label: np.ndarray, num_classes: int,
+                   spacing: Sequence[float] | None = None,
+                   absent_class: str = "wsl4mis") -> dict[str, list[float]]:
     """Dice and HD95 of classes ``1..K-1`` between two label volumes.
 
     Args:

@@ -17,6 +17,8 @@ import os
 
 from tensorflow.core.protobuf import saved_model_pb2
 
+__all__ = ["ALLOWED_OPS", "check_saved_model", "CHECKPOINT_OPS", "UnsafeSavedModelError"]
+
 ALLOWED_OPS = frozenset({
     # variables, constants, control
     "Const", "Identity", "IdentityN", "NoOp", "Placeholder", "ReadVariableOp", "VarHandleOp",

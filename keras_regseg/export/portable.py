@@ -13,19 +13,38 @@ resize the input (``interpreter.resize_tensor_input(index, image.shape)``, then
 ``allocate_tensors()``); :func:`run_litert` does so.
 """
 
+from __future__ import annotations
+
 import os
 import tempfile
+import typing
 
 import numpy as np
 
 from keras_regseg.export.serving_model import input_signature, serving_model
 
+if typing.TYPE_CHECKING:   # names for the type hints only
+    import keras
+
+__all__ = ["export_file", "FORMATS", "run_litert", "run_onnx"]
+
 FORMATS = {"onnx": ".onnx", "litert": ".tflite"}
 """Export format -> file extension."""
 
 
-def export_file(model, path, export_format):
-    """Write ``model``'s network as one ``.onnx`` or ``.tflite`` file at ``path`` (atomically)."""
+def export_file(model: keras.Model, path: str | os.PathLike, export_format: str) -> str:
+    """Write ``model``'s network as one ``.onnx`` or ``.tflite`` file at ``path`` (atomically).
+
+    ``export_format`` is ``"onnx"`` or ``"litert"``; returns ``path``.
+
+    >>> import os, tempfile
+    >>> from keras_regseg.models import UNet
+    >>> path = os.path.join(tempfile.mkdtemp(), "unet.tflite")
+    >>> path = export_file(UNet(num_classes=2, depth=3), path, "litert")
+    >>> outputs = run_litert(path, np.zeros((1, 20, 20, 1), np.float32))   # any size
+    >>> outputs["probabilities"].shape, outputs["labels"].shape
+    ((1, 20, 20, 2), (1, 20, 20))
+    """
     if export_format not in FORMATS:
         raise ValueError(f"export format {export_format!r}; expected one of {', '.join(FORMATS)}.")
     _check_extra(export_format)
@@ -55,7 +74,7 @@ def _check_extra(export_format):
                           "pip install 'keras_regseg[export]'.")
 
 
-def run_onnx(path, images):
+def run_onnx(path: str | os.PathLike, images: np.ndarray) -> dict[str, np.ndarray]:
     """``{"probabilities", "labels"}`` of an exported ``.onnx`` file, by onnxruntime."""
     import onnxruntime
 
@@ -64,7 +83,7 @@ def run_onnx(path, images):
     return dict(zip((o.name for o in session.get_outputs()), outputs))
 
 
-def run_litert(path, images):
+def run_litert(path: str | os.PathLike, images: np.ndarray) -> dict[str, np.ndarray]:
     """``{"probabilities", "labels"}`` of an exported ``.tflite`` file, by the LiteRT interpreter."""
     from ai_edge_litert.interpreter import Interpreter
 

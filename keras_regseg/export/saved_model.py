@@ -26,9 +26,12 @@ Versions follow TF Serving's layout ``export_dir/<integer>/``.
 ((1, 5, 7, 3), 'int32')
 """
 
+from __future__ import annotations
+
 import os
 import shutil
 import tempfile
+import typing
 
 import tensorflow as tf
 
@@ -36,6 +39,11 @@ from keras_regseg.export.graph_check import check_saved_model
 from keras_regseg.export.serving_model import input_signature, serving_model
 from keras_regseg.ops.padding import pad_to_multiple  # noqa: F401 (re-exported)
 from keras_regseg.utils.files import chmod_tree_to_umask
+
+if typing.TYPE_CHECKING:   # names for the type hints only
+    import keras
+
+__all__ = ["export_saved_model", "load_serving", "LoadedServing", "next_version", "SIGNATURE_KEY"]
 
 SIGNATURE_KEY = "serving_default"
 
@@ -53,7 +61,8 @@ def next_version(export_dir):
     return (_versions(export_dir) or [0])[-1] + 1
 
 
-def export_saved_model(model, export_dir, version=None):
+def export_saved_model(model: keras.Model, export_dir: str | os.PathLike,
+                       version: int | None = None) -> str:
     """Write ``model`` as a SavedModel in ``export_dir/<version>/`` and return that path.
 
     Args:
@@ -101,7 +110,7 @@ class LoadedServing:
     images positionally: ``serve(images) -> {"probabilities", "labels"}``.
     """
 
-    def __init__(self, path, unsafe=False):
+    def __init__(self, path: str | os.PathLike, unsafe: bool = False):
         self.path = path
         if not unsafe:
             check_saved_model(path)
@@ -132,7 +141,8 @@ class LoadedServing:
         return self.signature(images=tf.convert_to_tensor(images, tf.float32))
 
 
-def load_serving(export_dir, version=None, unsafe=False):
+def load_serving(export_dir: str | os.PathLike, version: int | None = None,
+                 unsafe: bool = False) -> LoadedServing:
     """Load a SavedModel written by :func:`export_saved_model` for inference.
 
     ``export_dir`` is either a version directory (holding ``saved_model.pb``) or

@@ -18,13 +18,17 @@ cropped back:
 ((1, 5, 7, 3), 'int32')
 """
 
+from __future__ import annotations
+
 import keras
 import tensorflow as tf
 
 from keras_regseg.ops.padding import pad_to_multiple
 
+__all__ = ["input_signature", "network_of", "serving_model", "ServingHead"]
 
-def network_of(model):
+
+def network_of(model: keras.Model) -> keras.Model:
     """The segmentation network inside ``model``: a method's wrapper model (trust
     region, ADM, CCNN) holds it as ``.network``; a plain network is itself."""
     inner = getattr(model, "network", None)
@@ -47,7 +51,7 @@ class ServingHead(keras.layers.Layer):
                 "labels": tf.argmax(logits, axis=-1, output_type=tf.int32)}
 
 
-def serving_model(model):
+def serving_model(model: keras.Model) -> keras.Model:
     """A Keras model ``images -> {"probabilities", "labels"}`` around ``model``'s network.
 
     Raises ``ValueError`` when the network does not take ``[B, H, W, C]``

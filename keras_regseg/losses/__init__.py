@@ -22,3 +22,10 @@ from keras_regseg.losses.potts import PottsEnergy, potts_energy, potts_energy_np
 from keras_regseg.losses.robust_ce import (RobustCrossEntropy, pack_proposal_targets,
                                            robust_cross_entropy)
 from keras_regseg.losses.targets import pack_targets, unpack_targets
+
+__all__ = ["cross_entropy_plus_dice", "CrossEntropy", "dense_crf_energy", "DenseCRFLoss",
+           "DiceLoss", "EntropyLoss", "gaussian_filter_bruteforce", "grid_crf_energy",
+           "grid_edge_weights", "grid_edge_weights_np", "GridCRFLoss", "pack_proposal_targets",
+           "pack_targets", "PartialCrossEntropy", "PermutohedralLattice", "potts_energy",
+           "potts_energy_np", "PottsEnergy", "robust_cross_entropy", "RobustCrossEntropy",
+           "soft_dice_loss", "unpack_targets", "WeightedSumLoss"]

@@ -1,8 +1,15 @@
 """A weighted sum of per-pixel losses, e.g. pCE + weight * CRF regularizer."""
 
+from __future__ import annotations
+
+import typing
+from collections.abc import Sequence
+
 import keras
 
 from keras_regseg.losses.cross_entropy import PartialCrossEntropy
+
+__all__ = ["WeightedSumLoss"]
 
 
 @keras.saving.register_keras_serializable(package="keras_regseg")
@@ -21,7 +28,8 @@ class WeightedSumLoss(keras.losses.Loss):
     1.5
     """
 
-    def __init__(self, losses, weights=None, name="weighted_sum_loss", **kwargs):
+    def __init__(self, losses: Sequence[keras.losses.Loss], weights: Sequence[float] | None = None,
+                 name: str = "weighted_sum_loss", **kwargs: typing.Any):
         super().__init__(name=name, **kwargs)
         self.losses = [keras.losses.get(loss) if isinstance(loss, (str, dict)) else loss
                        for loss in losses]

@@ -29,10 +29,16 @@ all use these maps; :func:`grid_edge_weights` (TensorFlow) and
 True
 """
 
+from __future__ import annotations
+
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 import tensorflow as tf
+
+__all__ = ["column_inside", "DIRECTIONS", "DISTANCES", "flat_offsets", "grid_edge_weights",
+           "grid_edge_weights_np", "shift_flat", "unshift_flat"]
 
 DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))
 """``(dy, dx)`` of the four directed edge maps: right, down, down-right, down-left."""
@@ -70,7 +76,7 @@ def _check_image_np(image, valid):
     return image / np.where(peak > 0, peak, 1.0), valid
 
 
-def grid_edge_weights_np(image, valid=None):
+def grid_edge_weights_np(image: ArrayLike, valid: ArrayLike | None = None) -> np.ndarray:
     """Numpy twin of :func:`grid_edge_weights` for one image or a batch.
 
     Args:
@@ -126,7 +132,7 @@ def column_inside(height, width, dx):
     return tf.tile((column >= 0) & (column < width), [height])
 
 
-def grid_edge_weights(image, valid=None):
+def grid_edge_weights(image: tf.Tensor, valid: tf.Tensor | None = None) -> tf.Tensor:
     """Contrast-sensitive 8-neighbourhood edge weights, batched, in TensorFlow.
 
     Args:

@@ -11,6 +11,8 @@ import tensorflow as tf
 from keras_regseg.data.spec import PAD_INDEX
 from keras_regseg.losses.targets import unpack_targets
 
+__all__ = ["check_weight", "crf_inputs"]
+
 
 def crf_inputs(y_true, y_pred, owner):
     """Unpack and check ``(labels + image, logits)``.

@@ -9,12 +9,19 @@ losses add up to the mean over the labeled pixels of the *global* batch, as
 on one device, even when the replicas' shares hold different numbers of seeds.
 """
 
+from __future__ import annotations
+
+import typing
+
 import keras
 import tensorflow as tf
 
 from keras_regseg.data.spec import IGNORE_INDEX
 from keras_regseg.losses.targets import unpack_targets
 from keras_regseg.ops.replicas import replica_sum
+
+__all__ = ["CrossEntropy", "labeled_mask", "masked_cross_entropy", "PartialCrossEntropy",
+           "per_pixel_log_probs"]
 
 
 def labeled_mask(labels, num_classes):
@@ -70,7 +77,8 @@ class CrossEntropy(keras.losses.Loss):
     0.6931
     """
 
-    def __init__(self, ignore_index=IGNORE_INDEX, from_logits=True, name=None, **kwargs):
+    def __init__(self, ignore_index: int = IGNORE_INDEX, from_logits: bool = True,
+                 name: str | None = None, **kwargs: typing.Any):
         super().__init__(name=name or self._default_name(), **kwargs)
         self.ignore_index = int(ignore_index)
         self.from_logits = bool(from_logits)

@@ -68,6 +68,8 @@ The lattice uses ``tf.unique`` and dynamic shapes: train with
 True
 """
 
+from __future__ import annotations
+
 import math
 
 import keras
@@ -75,6 +77,10 @@ import tensorflow as tf
 
 from keras_regseg.losses.crf_inputs import check_weight, crf_inputs
 from keras_regseg.losses.permutohedral import PermutohedralLattice
+
+__all__ = ["bilinear_resize", "default_scale_factor", "default_sigma_xy", "DEFAULT_WEIGHT",
+           "default_weight", "dense_crf_energy", "dense_crf_features", "DenseCRFLoss",
+           "FILTERED_SIDE", "RELATIVE_SIGMA_XY", "RLOSS_FILTERED_SIGMA", "RLOSS_SIDE"]
 
 DEFAULT_WEIGHT = 2e-9 * 256 * 256
 """rloss's weight 2e-9 converted to per-pixel normalization (256 x 256 filtered pixels)."""
@@ -137,7 +143,9 @@ def dense_crf_features(image, sigma_rgb=15.0, sigma_xy=100.0):
     return tf.reshape(features, tf.stack([batch, height * width, 2 + image.shape[-1]]))
 
 
-def dense_crf_energy(probs, image, valid=None, sigma_rgb=15.0, sigma_xy=100.0, calibration_samples=32):
+def dense_crf_energy(probs: tf.Tensor, image: tf.Tensor, valid: tf.Tensor | None = None,
+                     sigma_rgb: float = 15.0, sigma_xy: float = 100.0,
+                     calibration_samples: int = 32) -> tf.Tensor:
     """Dense CRF energy ``R(S)`` of each image ``[B]`` at the given resolution (no downscaling).
 
     Args:
@@ -247,8 +255,10 @@ class DenseCRFLoss(keras.losses.Loss):
     Needs ``jit_compile=False`` (dynamic-size lattice).
     """
 
-    def __init__(self, weight=None, sigma_rgb=15.0, sigma_xy=None, scale_factor=None,
-                 calibration_samples=32, name="dense_crf_loss", reduction="sum_over_batch_size", dtype=None):
+    def __init__(self, weight: float | None = None, sigma_rgb: float = 15.0,
+                 sigma_xy: float | None = None, scale_factor: float | None = None,
+                 calibration_samples: int = 32, name: str = "dense_crf_loss",
+                 reduction: str | None = "sum_over_batch_size", dtype: str | None = None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         owner = type(self).__name__
         self.weight = None if weight is None else check_weight(weight, owner)

@@ -15,6 +15,10 @@ keras_regseg. The sums run over the *global* batch under ``tf.distribute``
 the replicas' losses add up to the Dice of the global batch.
 """
 
+from __future__ import annotations
+
+import typing
+
 import keras
 import tensorflow as tf
 
@@ -23,11 +27,17 @@ from keras_regseg.losses.cross_entropy import CrossEntropy, labeled_mask
 from keras_regseg.ops.replicas import replica_sum
 from keras_regseg.losses.targets import unpack_targets
 
+if typing.TYPE_CHECKING:   # names for the type hints only
+    from keras_regseg.losses.composite import WeightedSumLoss
+
+__all__ = ["cross_entropy_plus_dice", "DICE_SMOOTH", "DiceLoss", "soft_dice_loss"]
+
 DICE_SMOOTH = 1e-5
 """WSL4MIS's smoothing term: keeps an absent class (0 / 0) at Dice 1, i.e. no loss."""
 
 
-def soft_dice_loss(labels, probabilities, smooth=DICE_SMOOTH):
+def soft_dice_loss(labels: tf.Tensor, probabilities: tf.Tensor,
+                   smooth: float = DICE_SMOOTH) -> tf.Tensor:
     """``1 - mean_k dice_k`` of ``probabilities [B, H, W, K]`` against int ``labels [B, H, W]``.
 
     >>> import numpy as np
@@ -67,8 +77,8 @@ class DiceLoss(keras.losses.Loss):
     True
     """
 
-    def __init__(self, ignore_index=IGNORE_INDEX, from_logits=True, smooth=DICE_SMOOTH,
-                 name="dice_loss", **kwargs):
+    def __init__(self, ignore_index: int = IGNORE_INDEX, from_logits: bool = True,
+                 smooth: float = DICE_SMOOTH, name: str = "dice_loss", **kwargs: typing.Any):
         super().__init__(name=name, **kwargs)
         self.ignore_index = int(ignore_index)
         self.from_logits = bool(from_logits)
@@ -90,7 +100,7 @@ class DiceLoss(keras.losses.Loss):
         return config
 
 
-def cross_entropy_plus_dice(name="ce_plus_dice"):
+def cross_entropy_plus_dice(name: str = "ce_plus_dice") -> WeightedSumLoss:
     """WSL4MIS's full-supervision loss ``0.5 * (CE + Dice)`` as a Keras loss.
 
     >>> import numpy as np

@@ -8,7 +8,10 @@ segmentation (WSL4MIS). The entropy is divided by ``log K``, so it lies in
 dataset.
 """
 
+from __future__ import annotations
+
 import math
+import typing
 
 import keras
 import tensorflow as tf
@@ -17,6 +20,8 @@ from keras_regseg.constants import IGNORE_INDEX
 from keras_regseg.losses.cross_entropy import per_pixel_log_probs
 from keras_regseg.losses.targets import unpack_targets
 from keras_regseg.ops.replicas import replica_sum
+
+__all__ = ["EntropyLoss", "normalized_entropy"]
 
 
 def normalized_entropy(log_probs):
@@ -45,7 +50,8 @@ class EntropyLoss(keras.losses.Loss):
     True
     """
 
-    def __init__(self, weight=1.0, from_logits=True, name="entropy", **kwargs):
+    def __init__(self, weight: float = 1.0, from_logits: bool = True, name: str = "entropy",
+                 **kwargs: typing.Any):
         super().__init__(name=name, **kwargs)
         if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
             raise ValueError(f"weight = {weight!r}; expected a finite number >= 0.")

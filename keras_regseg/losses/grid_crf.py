@@ -29,11 +29,15 @@ pixels, averaged over the batch.
 True
 """
 
+from __future__ import annotations
+
 import keras
 import tensorflow as tf
 
 from keras_regseg.losses.contrast import flat_offsets, grid_edge_weights, shift_flat, unshift_flat
 from keras_regseg.losses.crf_inputs import check_weight, crf_inputs
+
+__all__ = ["grid_crf_energy", "grid_crf_energy_map", "GridCRFLoss", "RELAXATIONS"]
 
 RELAXATIONS = ("bilinear", "quadratic")
 
@@ -91,7 +95,8 @@ def grid_crf_energy_map(probs, edge_weights, relaxation="bilinear"):
     return tf.reshape(energy(flat), tf.stack([batch, height, width]))
 
 
-def grid_crf_energy(probs, image, valid=None, relaxation="bilinear"):
+def grid_crf_energy(probs: tf.Tensor, image: tf.Tensor, valid: tf.Tensor | None = None,
+                    relaxation: str = "bilinear") -> tf.Tensor:
     """Relaxed grid-CRF (Potts) energy of each image, ``[B]``, un-normalized.
 
     >>> probs = tf.one_hot([[[0, 1]]], 2)  # one row, two pixels, different labels
@@ -121,8 +126,9 @@ class GridCRFLoss(keras.losses.Loss):
       relaxation: ``"bilinear"`` (default) or ``"quadratic"``.
     """
 
-    def __init__(self, weight=1.0, relaxation="bilinear", name="grid_crf_loss",
-                 reduction="sum_over_batch_size", dtype=None):
+    def __init__(self, weight: float = 1.0, relaxation: str = "bilinear",
+                 name: str = "grid_crf_loss", reduction: str | None = "sum_over_batch_size",
+                 dtype: str | None = None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         _check_relaxation(relaxation)
         self.weight = check_weight(weight, type(self).__name__)

@@ -48,10 +48,14 @@ sums at a few pixels (see :mod:`keras_regseg.losses.dense_crf`).
 True
 """
 
+from __future__ import annotations
+
 import math
 
 import numpy as np
 import tensorflow as tf
+
+__all__ = ["gaussian_filter_bruteforce", "PermutohedralLattice"]
 
 _MAX_LINEAR_KEY = 2.0**62
 
@@ -113,7 +117,7 @@ class PermutohedralLattice:
         smaller than the feature range).
     """
 
-    def __init__(self, features):
+    def __init__(self, features: tf.Tensor):
         features = tf.convert_to_tensor(features)
         if features.shape.rank != 3 or features.shape[-1] is None:
             raise ValueError(
@@ -256,7 +260,7 @@ def _exact_rows(query, features, values):
     return tf.matmul(tf.exp(-0.5 * tf.maximum(sq, 0.0)), values)
 
 
-def gaussian_filter_bruteforce(features, values):
+def gaussian_filter_bruteforce(features: tf.Tensor, values: tf.Tensor) -> tf.Tensor:
     """Exact O(n^2) reference: ``sum_j exp(-|f_i - f_j|^2 / 2) values_j`` per image.
 
     Args: features [B, n, d], values [B, n, K]. Returns [B, n, K] in the features' dtype.

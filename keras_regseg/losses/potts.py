@@ -15,8 +15,11 @@ it for every method with :class:`PottsEnergy`.
 1.0
 """
 
+from __future__ import annotations
+
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 import tensorflow as tf
 
 from keras_regseg.data.spec import PAD_INDEX
@@ -24,8 +27,11 @@ from keras_regseg.losses.contrast import (
     DIRECTIONS, _pair_slices, flat_offsets, grid_edge_weights, grid_edge_weights_np, shift_flat)
 from keras_regseg.losses.crf_inputs import check_weight, crf_inputs
 
+__all__ = ["potts_energy", "potts_energy_np", "PottsEnergy"]
 
-def potts_energy(labels, image, weight=1.0, valid=None):
+
+def potts_energy(labels: tf.Tensor, image: tf.Tensor, weight: float = 1.0,
+                 valid: tf.Tensor | None = None) -> tf.Tensor:
     """Potts energy of each labeling of a batch, ``[B]`` (TensorFlow).
 
     Args:
@@ -50,7 +56,8 @@ def potts_energy(labels, image, weight=1.0, valid=None):
     return weight * tf.reduce_sum(tf.reshape(weights, tf.shape(cut)) * cut, axis=[1, 2])
 
 
-def potts_energy_np(labels, image, weight=1.0, valid=None):
+def potts_energy_np(labels: ArrayLike, image: ArrayLike, weight: float = 1.0,
+                    valid: ArrayLike | None = None) -> float | np.ndarray:
     """Numpy twin of :func:`potts_energy` for one image ``[H, W]`` (returns a float) or a batch (``[B]``)."""
     labels = np.asarray(labels)
     inside = labels != PAD_INDEX
@@ -84,7 +91,8 @@ class PottsEnergy(keras.metrics.Metric):
     3.4142
     """
 
-    def __init__(self, weight=1.0, per_pixel=True, name="potts_energy", dtype=None):
+    def __init__(self, weight: float = 1.0, per_pixel: bool = True, name: str = "potts_energy",
+                 dtype: str | None = None):
         super().__init__(name=name, dtype=dtype)
         self.weight = check_weight(weight, type(self).__name__)
         self.per_pixel = bool(per_pixel)

@@ -27,11 +27,20 @@ Targets pack ``[seeds, proposals, image]`` as float32 ``[B, H, W, 2 + C]``
 1.3863
 """
 
+from __future__ import annotations
+
+import typing
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_regseg.ops.replicas import replica_sum
+
+__all__ = ["check_epsilon", "default_epsilon", "error_model_coefficients", "max_epsilon",
+           "pack_proposal_targets", "robust_cross_entropy",
+           "robust_cross_entropy_per_labeled_pixel", "robust_cross_entropy_terms",
+           "RobustCrossEntropy", "unpack_proposal_targets", "VOC_CLASSES", "VOC_EPSILON"]
 
 VOC_EPSILON = 0.944
 """The authors' outlier probability for full scribbles on Pascal VOC (K = 21)."""
@@ -79,7 +88,7 @@ def error_model_coefficients(epsilon, num_classes):
     return a, 1.0 - num_classes * a
 
 
-def pack_proposal_targets(seeds, proposals, image):
+def pack_proposal_targets(seeds: tf.Tensor, proposals: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
     """float32 ``[B, H, W, 2 + C]``: seeds, proposals, then the image channels."""
     labels = tf.stack([tf.cast(seeds, tf.float32), tf.cast(proposals, tf.float32)], axis=-1)
     return tf.concat([labels, tf.cast(image, tf.float32)], axis=-1)
@@ -124,7 +133,8 @@ def robust_cross_entropy_terms(seeds, proposals, logits, epsilon):
             replica_sum(tf.reduce_sum(proposal_f)))
 
 
-def robust_cross_entropy(seeds, proposals, logits, epsilon):
+def robust_cross_entropy(seeds: tf.Tensor, proposals: tf.Tensor, logits: tf.Tensor,
+                         epsilon: float | tf.Tensor) -> tf.Tensor:
     """Per-pixel d_B ``[B, H, W]`` whose mean over the batch's pixels is d_B / #seeds.
 
     The authors' normalization (module docstring): a batch without seeds is
@@ -156,7 +166,8 @@ class RobustCrossEntropy(keras.losses.Loss):
     ``epsilon=None`` takes :func:`default_epsilon` of the logits' ``K``.
     """
 
-    def __init__(self, epsilon=None, name="robust_cross_entropy", **kwargs):
+    def __init__(self, epsilon: float | None = None, name: str = "robust_cross_entropy",
+                 **kwargs: typing.Any):
         super().__init__(name=name, **kwargs)
         self.epsilon = None if epsilon is None else float(epsilon)
 

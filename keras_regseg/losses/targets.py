@@ -17,16 +17,20 @@ channel 0 and also accept a plain ``[B, H, W]`` or ``[B, H, W, 1]`` label map.
 ((2, 4, 4), (2, 4, 4, 3))
 """
 
+from __future__ import annotations
+
 import tensorflow as tf
 
+__all__ = ["pack_targets", "unpack_targets"]
 
-def pack_targets(labels, image):
+
+def pack_targets(labels: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
     """Concatenate an integer label map ``[..., H, W]`` and an image ``[..., H, W, C]``."""
     labels = tf.cast(labels, tf.float32)[..., None]
     return tf.concat([labels, tf.cast(image, tf.float32)], axis=-1)
 
 
-def unpack_targets(y_true):
+def unpack_targets(y_true: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
     """Split packed targets into ``(labels int32 [B, H, W], image float32 [B, H, W, C] or None)``.
 
     A label-only ``y_true`` (rank 3, or rank 4 with one channel) gives ``image = None``.

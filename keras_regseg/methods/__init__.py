@@ -19,7 +19,7 @@ _EXPORTS = {
     "shared_pool": "latent_solve", "solve_labelings": "latent_solve",
     "Method": "method", "MethodSetup": "method",
     "prepare_method": "registry",
-    "ProposalStore": "trust_region_stage_a", "StageA": "trust_region_stage_a",
+    "ProposalStore": "proposal_store", "StageA": "trust_region_stage_a",
     "proposal_dataset": "trust_region_stage_a",
     "trust_region_pieces": "trust_region",
 }

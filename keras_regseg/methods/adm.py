@@ -12,6 +12,8 @@ import typing
 from keras_regseg.methods.method import (Method, MethodSetup, check, check_finite_nonnegative,
                                          check_positive)
 
+__all__ = ["ADMConfig", "METHOD", "search", "setup"]
+
 
 @dataclasses.dataclass
 class ADMConfig:

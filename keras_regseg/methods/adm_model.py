@@ -35,6 +35,10 @@ replicas of a ``tf.distribute`` strategy; ``jit_compile`` is always off
 ['latent_cross_entropy', 'loss', 'partial_cross_entropy']
 """
 
+from __future__ import annotations
+
+import typing
+
 import keras
 import tensorflow as tf
 
@@ -44,6 +48,11 @@ from keras_regseg.losses.targets import unpack_targets
 from keras_regseg.methods import latent_solve
 from keras_regseg.methods.wrapper import NetworkWrapper
 from keras_regseg.solvers import DEFAULT_MAX_ITERATIONS
+
+if typing.TYPE_CHECKING:   # names for the type hints only
+    from keras_regseg.solvers import SolverPool
+
+__all__ = ["ADM_GAMMA", "ADM_POTTS_WEIGHT", "ADMModel", "latent_cross_entropy", "unlabeled_mask"]
 
 ADM_POTTS_WEIGHT = 80.0
 """The authors' Potts weight relative to a unary ``-log p`` of weight 1."""
@@ -89,8 +98,10 @@ class ADMModel(NetworkWrapper):
     Metrics: ``loss``, ``partial_cross_entropy``, ``latent_cross_entropy``.
     """
 
-    def __init__(self, network, gamma=ADM_GAMMA, potts_weight=ADM_POTTS_WEIGHT, unary_weight=1.0,
-                 max_iterations=DEFAULT_MAX_ITERATIONS, processes=None, pool=None, **kwargs):
+    def __init__(self, network: keras.Model, gamma: float = ADM_GAMMA,
+                 potts_weight: float = ADM_POTTS_WEIGHT, unary_weight: float = 1.0,
+                 max_iterations: int = DEFAULT_MAX_ITERATIONS, processes: int | None = None,
+                 pool: SolverPool | None = None, **kwargs: typing.Any):
         super().__init__(network, **kwargs)
         for name, value in (("gamma", gamma), ("potts_weight", potts_weight),
                             ("unary_weight", unary_weight)):

@@ -14,6 +14,8 @@ import typing
 
 from keras_regseg.methods.method import Method, MethodSetup, check, check_positive
 
+__all__ = ["CCNNConfig", "METHOD", "search", "setup"]
+
 
 @dataclasses.dataclass
 class CCNNConfig:

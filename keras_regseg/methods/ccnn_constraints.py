@@ -33,11 +33,18 @@ own with :meth:`ConstraintSet.with_region_bounds`,
 TensorShape([1, 1, 4, 4])
 """
 
+from __future__ import annotations
+
 import dataclasses
+from collections.abc import Sequence
 from typing import NamedTuple, Optional
 
 import numpy as np
+from numpy.typing import ArrayLike
 import tensorflow as tf
+
+__all__ = ["box_masks", "ConstraintSet", "HARD_SLACK", "Regions", "tag_constraints",
+           "TagConstraintConfig", "tags_from_class_lists"]
 
 HARD_SLACK = 1000.0
 """Slack weight of bounds the authors enforce without slack (their ``1e10``).
@@ -346,7 +353,7 @@ class ConstraintSet(NamedTuple):
                 known, tf.logical_not(present))[:, None, None, :]))
 
 
-def box_masks(boxes, grid_shape):
+def box_masks(boxes: np.ndarray, grid_shape: tuple[int, int]) -> np.ndarray:
     """Area covered by each box in each grid cell, as float32 ``[B, R, h, w]`` in ``[0, 1]``.
 
     Cell ``(i, j)`` spans ``[i/h, (i+1)/h] x [j/w, (j+1)/w]`` in normalized coordinates.
@@ -378,7 +385,8 @@ def _interval_cover(start, stop, cells):
     return tf.clip_by_value(overlap * cells, 0.0, 1.0)
 
 
-def tag_constraints(tags, size_bits=None, config=None):
+def tag_constraints(tags: ArrayLike, size_bits: ArrayLike | None = None,
+                    config: TagConstraintConfig | None = None) -> ConstraintSet:
     """The paper's constraints from image tags (and optional size bits).
 
     Per image, with ``present = tags > 0.5``:
@@ -454,7 +462,7 @@ def tag_constraints(tags, size_bits=None, config=None):
                          upper_slack=upper_slack, forbidden=forbidden[:, None, None, :])
 
 
-def tags_from_class_lists(class_lists, num_classes):
+def tags_from_class_lists(class_lists: Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
     """Multi-hot float32 ``[B, K]`` tags from per-image lists of class indices.
 
     Raises ``ValueError`` naming the image and the class when an index is outside

@@ -42,9 +42,18 @@ True
 (True, True)
 """
 
+from __future__ import annotations
+
+import typing
 from typing import NamedTuple
 
 import tensorflow as tf
+
+if typing.TYPE_CHECKING:   # names for the type hints only
+    from keras_regseg.methods.ccnn_constraints import ConstraintSet
+
+__all__ = ["DualSolution", "LOGIT_FLOOR", "MAX_BIAS_CHANGE", "MIN_STEP", "solve_dual",
+           "STEP_GROWTH", "STEP_SHRINK"]
 
 LOGIT_FLOOR = 60.0
 """Logits are floored at this distance below each pixel's largest allowed logit."""
@@ -82,8 +91,9 @@ class DualSolution(NamedTuple):
     converged: tf.Tensor
 
 
-def solve_dual(logits, constraints, max_iterations=3000, tolerance=1e-3, initial_step=10.0,
-               jit_compile=True):
+def solve_dual(logits: tf.Tensor, constraints: ConstraintSet, max_iterations: int = 3000,
+               tolerance: float = 1e-3, initial_step: float = 10.0,
+               jit_compile: bool = True) -> DualSolution:
     """Latent distribution of CCNN for a batch of score maps.
 
     Args:

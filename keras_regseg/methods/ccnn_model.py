@@ -42,6 +42,11 @@ network.
 (4, 8, 8, 3)
 """
 
+from __future__ import annotations
+
+import typing
+from collections.abc import Sequence
+
 import keras
 import tensorflow as tf
 
@@ -51,6 +56,11 @@ from keras_regseg.methods.ccnn_constraints import (HARD_SLACK, TagConstraintConf
 from keras_regseg.methods.ccnn_dual import solve_dual
 from keras_regseg.methods.wrapper import NetworkWrapper
 from keras_regseg.ops.replicas import replica_sum
+
+if typing.TYPE_CHECKING:   # names for the type hints only
+    from keras_regseg.methods.ccnn_constraints import ConstraintSet
+
+__all__ = ["CCNNModel", "LatentCrossEntropy", "TARGET_KEYS"]
 
 TARGET_KEYS = ("tags", "size_bits", "sizes", "box_masks", "box_classes", "seeds")
 
@@ -68,7 +78,8 @@ class LatentCrossEntropy(keras.losses.Loss):
     0.6931
     """
 
-    def __init__(self, name="latent_cross_entropy", reduction="sum_over_batch_size", dtype=None):
+    def __init__(self, name: str = "latent_cross_entropy",
+                 reduction: str | None = "sum_over_batch_size", dtype: str | None = None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def call(self, y_true, y_pred):
@@ -107,9 +118,11 @@ class CCNNModel(NetworkWrapper):
     slack absorbs); ``ccnn_iterations``, the mean number of dual iterations.
     """
 
-    def __init__(self, network, constraints=None, downscale=8, max_iterations=3000,
-                 tolerance=1e-3, initial_step=10.0, solver_jit_compile=True, size_margin=0.1,
-                 box_fraction=0.75, **kwargs):
+    def __init__(self, network: keras.Model, constraints: ConstraintSet | None = None,
+                 downscale: int = 8, max_iterations: int = 3000, tolerance: float = 1e-3,
+                 initial_step: float = 10.0, solver_jit_compile: bool = True,
+                 size_margin: float = 0.1, box_fraction: float | Sequence[float] = 0.75,
+                 **kwargs: typing.Any):
         super().__init__(network, **kwargs)
         if not 0.0 <= float(size_margin) <= 1.0:
             raise ValueError(f"size_margin must be in [0, 1]; got {size_margin!r}.")

@@ -10,6 +10,8 @@ import dataclasses
 
 from keras_regseg.methods.method import Method, MethodSetup, check_finite_nonnegative
 
+__all__ = ["DEFAULT_WEIGHT", "EntropyConfig", "METHOD", "search", "setup"]
+
 DEFAULT_WEIGHT = 0.1
 """WSL4MIS's weight of the normalized entropy (in [0, 1], so it means the same for any K)."""
 

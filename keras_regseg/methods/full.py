@@ -9,6 +9,8 @@ import dataclasses
 
 from keras_regseg.methods.method import Method, MethodSetup, check_choice
 
+__all__ = ["FullConfig", "LOSSES", "METHOD", "setup"]
+
 LOSSES = ("ce_dice", "ce")
 
 

@@ -11,6 +11,8 @@ import typing
 from keras_regseg.methods.method import (Method, MethodSetup, check, check_choice,
                                          check_finite_nonnegative)
 
+__all__ = ["GDConfig", "GRID_DEFAULT_WEIGHT", "METHOD", "regularizer_loss", "search", "setup"]
+
 GRID_DEFAULT_WEIGHT = 1.0
 """Grid CRF weight when the config gives none: the per-pixel Potts energy counts as much as
 the per-seed cross-entropy (both are means, so the ratio does not depend on image size)."""

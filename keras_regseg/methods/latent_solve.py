@@ -25,8 +25,12 @@ mean squared neighbour difference of the image, ``1/sqrt 2`` on diagonals),
 the weights of ``shared/REFERENCE.md``, so the authors' ratios carry over.
 """
 
+from __future__ import annotations
+
 import threading
+import typing
 import warnings
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -34,6 +38,9 @@ from scipy import ndimage
 
 from keras_regseg.data.spec import IGNORE_INDEX, PAD_INDEX
 from keras_regseg.solvers import SolverPool, starting_solution
+
+__all__ = ["close_shared_pool", "CloseSolverPool", "resize_probabilities", "seeds_only",
+           "shared_pool", "solve_labelings", "WORKER_NICENESS"]
 
 _POOL = None
 _POOL_LOCK = threading.Lock()
@@ -43,7 +50,7 @@ WORKER_NICENESS = 5
 """How much lower than training the shared pool's workers run (``nice`` levels)."""
 
 
-def shared_pool(processes=None):
+def shared_pool(processes: int | None = None) -> SolverPool:
     """The process-wide :class:`SolverPool`, started on first use.
 
     ``processes`` only matters for the call that starts it (default: one
@@ -59,7 +66,7 @@ def shared_pool(processes=None):
         return _POOL
 
 
-def close_shared_pool():
+def close_shared_pool() -> None:
     """Stop the shared pool's workers (a later :func:`shared_pool` starts new ones)."""
     global _POOL
     with _POOL_LOCK:
@@ -100,8 +107,12 @@ def seeds_only(seeds, num_classes):
     return np.where(keep, seeds, IGNORE_INDEX).astype(np.int32)
 
 
-def solve_labelings(probabilities, images, seeds, ids=None, pool=None, initial_labels=None,
-                    **settings):
+def solve_labelings(probabilities: np.ndarray | Sequence[np.ndarray],
+                    images: np.ndarray | Sequence[np.ndarray],
+                    seeds: np.ndarray | Sequence[np.ndarray],
+                    ids: Sequence[str | bytes] | None = None, pool: SolverPool | None = None,
+                    initial_labels: Sequence[np.ndarray | None] | None = None,
+                    **settings: typing.Any) -> tuple[np.ndarray | list[np.ndarray], np.ndarray]:
     """Alpha-expansion labelings of a batch, robust to bad images (module docstring).
 
     Args:

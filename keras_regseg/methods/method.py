@@ -34,6 +34,9 @@ import dataclasses
 import math
 import typing
 
+__all__ = ["check", "check_choice", "check_finite_nonnegative", "check_positive", "Method",
+           "MethodSetup"]
+
 
 @dataclasses.dataclass
 class MethodSetup:

@@ -6,6 +6,8 @@ itself, so a user's ``model.fit`` and ``train.py`` run the very same code.
 
 from keras_regseg.methods.method import Method, MethodSetup
 
+__all__ = ["METHOD", "setup"]
+
 
 def setup(config, network, data=None):
     from keras_regseg.losses import PartialCrossEntropy

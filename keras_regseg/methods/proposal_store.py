@@ -14,6 +14,8 @@ import tensorflow as tf
 from keras_regseg.constants import MAX_CLASSES
 from keras_regseg.methods import latent_solve
 
+__all__ = ["ProposalStore"]
+
 
 class ProposalStore:
     """The proposals of the training samples by sample id, one version per stage-A round.

@@ -11,10 +11,21 @@ TensorFlow.
 ('GDConfig', False)
 """
 
+from __future__ import annotations
+
 import functools
 import importlib
+import typing
 
 from keras_regseg.methods.method import Method, MethodSetup  # noqa: F401 (re-exported)
+
+if typing.TYPE_CHECKING:   # names for the type hints only
+    import keras
+
+    from keras_regseg.training.config import TrainConfig
+    from keras_regseg.training.data_setup import TrainingData
+
+__all__ = ["get", "METHOD_MODULES", "names", "prepare_method", "records"]
 
 METHOD_MODULES = ("pce", "full", "entropy", "gd", "adm", "trust_region", "ccnn")
 """Modules of :mod:`keras_regseg.methods` holding one ``METHOD`` record each, in display order."""
@@ -45,7 +56,8 @@ def get(name):
         raise ValueError(f"unknown method {name!r}; available: {', '.join(names())}.") from None
 
 
-def prepare_method(config, network, data=None):
+def prepare_method(config: TrainConfig, network: keras.Model,
+                   data: TrainingData | None = None) -> MethodSetup:
     """The :class:`MethodSetup` of ``config.method`` around ``network``.
 
     ``data`` (a :class:`~keras_regseg.training.data_setup.TrainingData`) is needed

@@ -10,11 +10,23 @@ with the images. :func:`trust_region_pieces` gives the three pieces for a
 user's own ``model.fit``.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import typing
 
 from keras_regseg.methods.method import (Method, MethodSetup, check, check_choice,
                                          check_finite_nonnegative, check_positive)
+
+if typing.TYPE_CHECKING:   # names for the type hints only
+    import keras
+
+    from keras_regseg.data.base import SegmentationSource
+    from keras_regseg.methods.trust_region_model import TrustRegionModel
+    from keras_regseg.methods.trust_region_stage_a import ProposalStore, StageA
+    from keras_regseg.solvers import SolverPool
+
+__all__ = ["ENERGIES", "METHOD", "search", "setup", "trust_region_pieces", "TrustRegionConfig"]
 
 ENERGIES = ("library", "authors")
 
@@ -77,8 +89,10 @@ class TrustRegionConfig:
                     max_iterations=self.max_iterations, energy=self.energy)
 
 
-def trust_region_pieces(network, train_source, tr_config=None, every=1, batch_size=8,
-                        pool=None, progress=True):
+def trust_region_pieces(network: keras.Model, train_source: SegmentationSource,
+                        tr_config: TrustRegionConfig | None = None, every: int = 1,
+                        batch_size: int = 8, pool: SolverPool | None = None,
+                        progress: bool = True) -> tuple[TrustRegionModel, StageA, ProposalStore]:
     """``(model, stage_a, store)`` for training ``network`` by the trust region in your own ``fit``.
 
     ``model`` is the stage-B :class:`~keras_regseg.methods.trust_region_model.TrustRegionModel`

@@ -34,7 +34,10 @@ Targets ``y`` are ``[seeds, proposals, image]`` (``pack_proposal_targets``);
 (['epsilon', 'loss'], True)
 """
 
+from __future__ import annotations
+
 import math
+import typing
 
 import keras
 import tensorflow as tf
@@ -45,6 +48,8 @@ from keras_regseg.losses.robust_ce import (check_epsilon, default_epsilon, max_e
                                            unpack_proposal_targets)
 from keras_regseg.methods.trust_region_stage_a import release_stage_a
 from keras_regseg.methods.wrapper import NetworkWrapper
+
+__all__ = ["TrustRegionModel"]
 
 
 @keras.saving.register_keras_serializable(package="keras_regseg")
@@ -66,7 +71,8 @@ class TrustRegionModel(NetworkWrapper):
     times the logged value on ACDC's scribbles).
     """
 
-    def __init__(self, network, epsilon=None, learn_epsilon=False, **kwargs):
+    def __init__(self, network: keras.Model, epsilon: float | None = None,
+                 learn_epsilon: bool = False, **kwargs: typing.Any):
         super().__init__(network, **kwargs)
         num_classes = network.output_shape[-1] if hasattr(network, "output_shape") else None
         if not isinstance(num_classes, int) or num_classes < 2:

@@ -42,9 +42,12 @@ use (:meth:`StageA.resumable_state`), to the same result. A round that fails
 leaves the previous proposals in place, with a warning.
 """
 
+from __future__ import annotations
+
 import os
 import threading
 import time
+import typing
 import warnings
 
 import keras
@@ -57,6 +60,15 @@ from keras_regseg.constants import IGNORE_INDEX, MAX_CLASSES, PAD_INDEX
 from keras_regseg.inference import pad_to_multiple
 from keras_regseg.methods import latent_solve
 from keras_regseg.utils.files import atomic_write
+
+if typing.TYPE_CHECKING:   # names for the type hints only
+    from keras_regseg.data.base import SegmentationSource
+    from keras_regseg.methods.proposal_store import ProposalStore
+    from keras_regseg.solvers import SolverPool
+
+__all__ = ["epochs_per_round", "grid_proposals", "in_graph_probabilities", "NetworkSnapshot",
+           "proposal_dataset", "release_stage_a", "RoundDiagnostics", "solver_weights", "StageA",
+           "TR_EVERY", "TR_LAMBDA", "TR_POTTS_WEIGHT"]
 
 TR_POTTS_WEIGHT = 100.0
 """The authors' Potts weight (Pascal VOC)."""
@@ -153,7 +165,9 @@ class NetworkSnapshot:
         return logits
 
 
-def proposal_dataset(source, network, batch_size=8, pool=None, initial=None, **settings):
+def proposal_dataset(source: SegmentationSource, network: keras.Model, batch_size: int = 8,
+                     pool: SolverPool | None = None, initial: ProposalStore | None = None,
+                     **settings: typing.Any) -> tf.data.Dataset:
     """One stage-A round as a ``tf.data.Dataset`` of batches.
 
     Elements: ``{"id": [B], "proposal": int32 [B, H, W], "energy": float32 [B]
@@ -288,15 +302,37 @@ class StageA(keras.callbacks.Callback):
     :data:`keras_regseg.solvers.alpha_expansion.ENERGIES`) and ``warm_start``
     (start each solve from the image's previous proposal, as the authors'
     code does) shape the solve.
+
+    One round by hand (in training, pass the callback to ``fit``; see
+    :func:`~keras_regseg.methods.trust_region_pieces`): each proposal keeps its
+    image's seeds and labels the rest.
+
+    >>> import numpy as np
+    >>> from keras_regseg.data import InMemorySource
+    >>> from keras_regseg.methods import ProposalStore
+    >>> from keras_regseg.models import UNet
+    >>> from keras_regseg.solvers import SolverPool
+    >>> images = np.zeros((2, 16, 16, 1), np.float32); images[:, 4:12, 4:12] = 1.0
+    >>> seeds = np.full((2, 16, 16), 255, np.int32); seeds[:, 0, 0] = 0; seeds[:, 8, 8] = 1
+    >>> source = InMemorySource(images, seeds, num_classes=2)
+    >>> store = ProposalStore()
+    >>> with SolverPool(processes=0) as pool:         # 0: solve in this process
+    ...     stage_a = StageA(source, UNet(2, depth=3), store, progress=False, pool=pool)
+    ...     summary = stage_a.run_round()
+    >>> proposal = store.get("0")
+    >>> len(store), proposal.shape, int(proposal[0, 0]), int(proposal[8, 8])
+    (2, (16, 16), 0, 1)
     """
 
     state_key = "stage_a"
     """Name of this callback's entry in the backup's ``state.json``."""
 
-    def __init__(self, source, network, store, every=TR_EVERY, batch_size=8,
-                 unary_weight=TR_LAMBDA * TR_POTTS_WEIGHT, potts_weight=TR_POTTS_WEIGHT,
-                 max_iterations=5, energy="library", warm_start=False,
-                 overlap=True, progress=True, pool=None):
+    def __init__(self, source: SegmentationSource, network: keras.Model, store: ProposalStore,
+                 every: int = TR_EVERY, batch_size: int = 8,
+                 unary_weight: float = TR_LAMBDA * TR_POTTS_WEIGHT,
+                 potts_weight: float = TR_POTTS_WEIGHT, max_iterations: int = 5,
+                 energy: str = "library", warm_start: bool = False, overlap: bool = True,
+                 progress: bool = True, pool: SolverPool | None = None):
         super().__init__()
         if int(every) < 1:
             raise ValueError(f"every is {every!r}; expected a positive number of epochs.")

@@ -26,6 +26,8 @@ import tensorflow as tf
 
 from keras_regseg.ops.replicas import replicas
 
+__all__ = ["NetworkWrapper"]
+
 
 class NetworkWrapper(keras.Model):
     """A ``keras.Model`` around ``network`` (a ``keras.Model`` producing logits).

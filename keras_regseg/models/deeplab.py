@@ -24,12 +24,19 @@ Any input size of at least 32 pixels works; multiples of ``size_divisor``
 (1, 32, 48, 3)
 """
 
+from __future__ import annotations
+
 import os
+import typing
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
 
 from keras_regseg.models.unet import check_image_size
+
+__all__ = ["check_encoder", "DeepLabV3Plus", "HIGH_LEVEL_LAYER", "IMAGENET_ALPHAS",
+           "LOW_LEVEL_LAYER", "OUTPUT_STRIDE", "ResizeToMatch", "resolve_backbone_weights"]
 
 OUTPUT_STRIDE = 16
 LOW_LEVEL_LAYER = "block_3_expand_relu"  # stride 4
@@ -193,10 +200,12 @@ class DeepLabV3Plus(keras.Model):
         size_divisor: 16, the output stride.
     """
 
-    def __init__(self, num_classes, input_channels=3, alpha=1.0, backbone_weights=None,
-                 aspp_filters=256, atrous_rates=(6, 12, 18), low_level_filters=48,
-                 decoder_filters=256, dropout=0.1, image_size=None, encoder=None,
-                 name="deeplabv3plus", **kwargs):
+    def __init__(self, num_classes: int, input_channels: int = 3, alpha: float = 1.0,
+                 backbone_weights: str | None = None, aspp_filters: int = 256,
+                 atrous_rates: Sequence[int] = (6, 12, 18), low_level_filters: int = 48,
+                 decoder_filters: int = 256, dropout: float = 0.1,
+                 image_size: tuple[int, int] | None = None, encoder: keras.Model | None = None,
+                 name: str = "deeplabv3plus", **kwargs: typing.Any):
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int; got {num_classes!r}.")
         if not isinstance(input_channels, int) or input_channels < 1:

@@ -9,16 +9,25 @@ Traceback (most recent call last):
 ValueError: unknown model name 'segformer'; known names: deeplabv3plus, unet.
 """
 
+from __future__ import annotations
+
 import inspect
+import typing
 
 from keras_regseg.models.deeplab import DeepLabV3Plus
 from keras_regseg.models.unet import UNet
+
+if typing.TYPE_CHECKING:   # names for the type hints only
+    import keras
+
+__all__ = ["build_model", "MODELS"]
 
 MODELS = {"unet": UNet, "deeplabv3plus": DeepLabV3Plus}
 """Model names accepted by :func:`build_model` and their classes."""
 
 
-def build_model(name, num_classes, input_channels, **kwargs):
+def build_model(name: str, num_classes: int, input_channels: int,
+                **kwargs: typing.Any) -> keras.Model:
     """Instantiate the network ``name`` with logits for ``num_classes`` classes.
 
     ``kwargs`` are the constructor arguments of the class (see

@@ -27,16 +27,23 @@ the upsampled map with the skip connection, so both must agree exactly.
 (1, 6, 10, 4)
 """
 
+from __future__ import annotations
+
 import math
+import typing
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
+
+__all__ = ["BilinearUpsample2x", "check_image_size", "UNet", "WSL4MIS_DROPOUT", "WSL4MIS_FILTERS"]
 
 WSL4MIS_FILTERS = (16, 32, 64, 128, 256)
 WSL4MIS_DROPOUT = (0.05, 0.1, 0.2, 0.3, 0.5)
 
 
-def check_image_size(image_size, size_divisor):
+def check_image_size(image_size: Sequence[int] | None,
+                     size_divisor: int) -> tuple[int, int] | tuple[None, None]:
     """Validate a fixed ``(height, width)`` for a network that needs multiples of ``size_divisor``.
 
     Returns ``(height, width)`` as a tuple (``(None, None)`` for ``None``, i.e.
@@ -140,8 +147,10 @@ class UNet(keras.Model):
     (8, 16, 32)
     """
 
-    def __init__(self, num_classes, input_channels=1, filters=WSL4MIS_FILTERS, dropout=None,
-                 depth=5, image_size=None, name="unet", **kwargs):
+    def __init__(self, num_classes: int, input_channels: int = 1,
+                 filters: Sequence[int] = WSL4MIS_FILTERS, dropout: Sequence[float] | None = None,
+                 depth: int = 5, image_size: tuple[int, int] | None = None, name: str = "unet",
+                 **kwargs: typing.Any):
         filters = _normalize_filters(filters, depth)
         dropout = _normalize_dropout(dropout, len(filters))
         if not isinstance(num_classes, int) or num_classes < 1:

@@ -1,9 +1,13 @@
 """Padding images to a multiple of a network's stride (training, inference and export alike)."""
 
+from __future__ import annotations
+
 import tensorflow as tf
 
+__all__ = ["pad_to_multiple"]
 
-def pad_to_multiple(images, size_divisor):
+
+def pad_to_multiple(images: tf.Tensor, size_divisor: int) -> tf.Tensor:
     """Pad ``[B, H, W, C]`` images at the bottom/right so H and W are multiples of ``size_divisor``.
 
     Reflects the image as far as it can (``size - 1`` pixels along an axis)

@@ -6,10 +6,14 @@ replicas' gradients add up to the gradient of the global batch's mean, as on
 one device.
 """
 
+from __future__ import annotations
+
 import tensorflow as tf
 
+__all__ = ["replica_sum", "replicas"]
 
-def replica_sum(value):
+
+def replica_sum(value: tf.Tensor) -> tf.Tensor:
     """``value`` summed over the replicas of the current ``tf.distribute`` strategy.
 
     Inside ``strategy.run`` with several replicas this is an all-reduce (every
@@ -24,7 +28,7 @@ def replica_sum(value):
     return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
-def replicas():
+def replicas() -> tf.Tensor:
     """Replicas in sync of the current ``tf.distribute`` strategy, as float32 (1 without one).
 
     >>> float(replicas())

@@ -17,3 +17,7 @@ from keras_regseg.solvers.energy import (
     start_labeling,
 )
 from keras_regseg.solvers.pool import SolverPool, default_processes
+
+__all__ = ["contrast_edge_weights", "DEFAULT_MAX_ITERATIONS", "default_processes",
+           "edge_weights_from_maps", "grid_pairs", "potts_energy", "present_labels",
+           "solve_alpha_expansion", "SolverPool", "start_labeling", "starting_solution"]

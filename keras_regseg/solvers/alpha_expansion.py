@@ -7,6 +7,8 @@ constraints, and labels are restricted to the classes present among the seeds
 Imports numpy and gco only, so that solver worker processes start fast.
 """
 
+from __future__ import annotations
+
 import typing
 
 import gco
@@ -14,6 +16,9 @@ import numpy as np
 
 from keras_regseg.solvers import energy as E
 from keras_regseg.solvers.energy import PAD_INDEX
+
+__all__ = ["check_energy", "check_max_iterations", "DEFAULT_MAX_ITERATIONS", "ENERGIES",
+           "run_expansion", "solve_alpha_expansion", "starting_solution"]
 
 DEFAULT_MAX_ITERATIONS = 5
 """Alpha-expansion cycles over all labels; 5 "converges in most cases" (ADM, TR papers)."""
@@ -155,19 +160,11 @@ def _initial_start(initial_labels, start, seeds, labels, image_id):
     return np.where(free, initial, start).astype(np.int32)
 
 
-def starting_solution(
-    probabilities,
-    image,
-    seeds,
-    *,
-    unary_weight=1.0,
-    potts_weight=1.0,
-    restrict_labels=True,
-    edge_weights=None,
-    energy="library",
-    initial_labels=None,
-    image_id=None,
-):
+def starting_solution(probabilities: np.ndarray, image: np.ndarray, seeds: np.ndarray, *,
+                      unary_weight: float = 1.0, potts_weight: float = 1.0,
+                      restrict_labels: bool = True, edge_weights: np.ndarray | None = None,
+                      energy: str = "library", initial_labels: np.ndarray | None = None,
+                      image_id: str | bytes | None = None) -> tuple[np.ndarray, float]:
     """The solver's starting point and its energy: ``(labels, energy)`` as returned by
     :func:`solve_alpha_expansion`, for the argmax over the allowed labels with seeds
     imposed. The fallback when a solve cannot be done.
@@ -184,21 +181,13 @@ def starting_solution(
     return prepared.start, prepared.start_energy
 
 
-def solve_alpha_expansion(
-    probabilities,
-    image,
-    seeds,
-    *,
-    unary_weight=1.0,
-    potts_weight=1.0,
-    max_iterations=DEFAULT_MAX_ITERATIONS,
-    restrict_labels=True,
-    edge_weights=None,
-    warm_start=False,
-    energy="library",
-    initial_labels=None,
-    image_id=None,
-):
+def solve_alpha_expansion(probabilities: np.ndarray, image: np.ndarray, seeds: np.ndarray, *,
+                          unary_weight: float = 1.0, potts_weight: float = 1.0,
+                          max_iterations: int = DEFAULT_MAX_ITERATIONS,
+                          restrict_labels: bool = True, edge_weights: np.ndarray | None = None,
+                          warm_start: bool = False, energy: str = "library",
+                          initial_labels: np.ndarray | None = None,
+                          image_id: str | bytes | None = None) -> tuple[np.ndarray, float]:
     """Minimize the seeded 8-grid Potts energy of one image by alpha-expansion.
 
     Args:

@@ -24,12 +24,22 @@ budgets below that bound (see :data:`UNARY_BUDGET`); its total energy is summed
 by GCO in 64 bits, so no overflow can happen for any finite input.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 
 from keras_regseg.constants import IGNORE_INDEX, MAX_CLASSES, PAD_INDEX  # noqa: F401
+
+__all__ = ["AUTHORS_HARD", "AUTHORS_SCALE", "build_authors_problem", "build_gco_problem",
+           "check_edge_weights", "check_inputs", "check_weights", "contrast_edge_weights",
+           "EDGE_BUDGET", "edge_weights_from_maps", "GCO_MAX_ENERGYTERM", "GcoProblem",
+           "grid_pairs", "negative_log_probabilities", "pair_normalization", "potts_energy",
+           "present_labels", "PROBABILITY_FLOOR", "PROBABILITY_TOLERANCE", "start_labeling",
+           "UNARY_BUDGET"]
 
 PROBABILITY_FLOOR = 1e-8
 """Probabilities are clipped to ``[PROBABILITY_FLOOR, 1]`` before ``-log``: a zero
@@ -152,7 +162,7 @@ def check_weights(unary_weight, potts_weight):
 
 
 @functools.lru_cache(maxsize=32)
-def grid_pairs(height, width):
+def grid_pairs(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """8-neighbourhood pairs of an ``height x width`` grid as flat pixel indices.
 
     Returns read-only int32 ``(first, second)``, ``first < second`` everywhere
@@ -210,7 +220,7 @@ def _boykov_jolly_weights(image, valid=None):
     return weights
 
 
-def edge_weights_from_maps(maps):
+def edge_weights_from_maps(maps: Sequence[np.ndarray]) -> np.ndarray:
     """Flatten directed weight maps ``[4, H, W]`` into a vector aligned with :func:`grid_pairs`.
 
     The maps use the layout of ``keras_regseg.losses.contrast``: right, down,
@@ -228,7 +238,7 @@ def edge_weights_from_maps(maps):
     return np.concatenate([part.ravel() for part in parts])
 
 
-def contrast_edge_weights(image, valid=None):
+def contrast_edge_weights(image: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """Boykov-Jolly 8-grid weights of ``image`` (``[H, W]`` or ``[H, W, C]``) aligned
     with :func:`grid_pairs`; values in ``[0, 1]`` (diagonals at most ``1/sqrt(2)``).
     ``valid`` (bool ``[H, W]``) marks the pixels inside the image: pairs touching
@@ -255,7 +265,7 @@ def check_edge_weights(edge_weights, height, width, image_id=None):
     return edge_weights
 
 
-def present_labels(seeds, num_classes):
+def present_labels(seeds: np.ndarray, num_classes: int) -> np.ndarray:
     """Labels the solver may use: the classes present among the seeds, or all
     ``num_classes`` when fewer than two are present (the trust-region paper's rule).
 
@@ -271,7 +281,8 @@ def present_labels(seeds, num_classes):
     return labels
 
 
-def start_labeling(probabilities, seeds, labels=None):
+def start_labeling(probabilities: np.ndarray, seeds: np.ndarray,
+                   labels: np.ndarray | None = None) -> np.ndarray:
     """The solver's starting point: argmax of ``probabilities`` over ``labels``
     (default all), seeds imposed, ``PAD_INDEX`` on padding. int32 ``[H, W]``.
 
@@ -306,7 +317,9 @@ def _pair_values(grid, combine):
     return np.concatenate([combine(a, b).ravel() for a, b in pairs])
 
 
-def potts_energy(labels, probabilities, seeds, edge_weights, unary_weight=1.0, potts_weight=1.0):
+def potts_energy(labels: np.ndarray, probabilities: np.ndarray, seeds: np.ndarray,
+                 edge_weights: np.ndarray, unary_weight: float = 1.0,
+                 potts_weight: float = 1.0) -> float:
     """Exact float energy ``E(labels)`` (module docstring); ``inf`` if a seed is violated.
 
     ``edge_weights`` are aligned with :func:`grid_pairs` (e.g.

@@ -15,6 +15,8 @@ once; if that fails too, the image gets its starting labeling (argmax with seeds
 and a ``RuntimeWarning``, and its id is listed in ``failed_ids``. Training goes on.
 """
 
+from __future__ import annotations
+
 import collections
 import os
 import signal
@@ -37,6 +39,8 @@ from keras_regseg.solvers.alpha_expansion import (
     starting_solution,
 )
 
+__all__ = ["default_processes", "MAX_ATTEMPTS", "SolverPool"]
+
 MAX_ATTEMPTS = 2
 """Tries per image before falling back to its starting labeling (a first try and one retry)."""
 
@@ -44,7 +48,7 @@ _EXIT_CODE_FOR_TEST = 70
 _READY = "ready"  # a worker's first message: its imports worked
 
 
-def default_processes():
+def default_processes() -> int:
     """Worker count for this machine: the CPUs this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
@@ -200,17 +204,9 @@ class SolverPool:
     ((2,), [])
     """
 
-    def __init__(
-        self,
-        processes=None,
-        *,
-        unary_weight=1.0,
-        potts_weight=1.0,
-        max_iterations=DEFAULT_MAX_ITERATIONS,
-        restrict_labels=True,
-        energy="library",
-        niceness=0,
-    ):
+    def __init__(self, processes: int | None = None, *, unary_weight: float = 1.0,
+                 potts_weight: float = 1.0, max_iterations: int = DEFAULT_MAX_ITERATIONS,
+                 restrict_labels: bool = True, energy: str = "library", niceness: int = 0):
         self.processes = default_processes() if processes is None else int(processes)
         if self.processes < 0:
             raise ValueError(f"processes is {processes!r}; expected None or an integer >= 0.")

@@ -26,6 +26,10 @@ from keras_regseg.constants import MAX_CLASSES, MAX_IMAGE_PIXELS
 from keras_regseg.methods import registry
 from keras_regseg.utils.yaml_files import load_yaml
 
+__all__ = ["ConfigError", "data_shape", "DataConfig", "DATASET_SHAPES", "DATASETS",
+           "DEFAULT_SHAPES", "DISTRIBUTE", "MAX_OPTION_VALUES", "ModelConfig", "OptimizerConfig",
+           "PRECISIONS", "TrainingConfig"]
+
 DATASETS = ("synthetic", "acdc", "voc")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 PRECISIONS = ("none", "float16", "bfloat16")

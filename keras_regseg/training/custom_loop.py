@@ -27,6 +27,9 @@ import tensorflow as tf
 from keras_regseg.methods.trust_region_stage_a import release_stage_a
 from keras_regseg.training.callbacks.checkpoint import ResumableBackup
 
+__all__ = ["any_worker", "average_moving_statistics", "check_same_everywhere", "fit_distributed",
+           "make_train_step", "WorkerBackup"]
+
 
 def fit_distributed(model, dataset, epochs, steps_per_epoch, callbacks=(), verbose=0,
                     strategy=None):

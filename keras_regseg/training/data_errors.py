@@ -18,6 +18,8 @@ import re
 
 import tensorflow as tf
 
+__all__ = ["assert_message", "DataFileError", "explain_data_error"]
+
 
 class DataFileError(ValueError):
     """A data file could not be read during training; the message names it."""

@@ -6,6 +6,8 @@ import typing
 from keras_regseg.data.base import SegmentationSource
 from keras_regseg.training.config import data_shape
 
+__all__ = ["build_training_data", "TrainingData"]
+
 
 @dataclasses.dataclass
 class TrainingData:

@@ -22,6 +22,9 @@ import socket
 
 import tensorflow as tf
 
+__all__ = ["free_loopback_ports", "is_chief", "make_strategy", "mirrored_devices",
+           "read_tf_config", "STRATEGIES", "TF_CONFIG_EXAMPLE", "worker_count", "worker_index"]
+
 
 STRATEGIES = ("none", "mirrored", "multiworker")
 

@@ -5,6 +5,8 @@ import numpy as np
 from keras_regseg.evaluation import evaluate_images, evaluate_volumes
 from keras_regseg.losses.potts import potts_energy_np
 
+__all__ = ["evaluate_run", "flatten", "mean_potts_energy", "name_classes"]
+
 
 def evaluate_run(predict, data, quick=False):
     """Metrics of ``predict`` on ``data`` (a :class:`TrainingData`) as a flat dict.

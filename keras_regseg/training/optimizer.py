@@ -2,6 +2,8 @@
 
 import keras
 
+__all__ = ["build_optimizer", "poly_schedule"]
+
 
 def poly_schedule(learning_rate, total_steps, power=0.9):
     """``lr * (1 - step / total_steps) ** power``, as WSL4MIS and the TR paper use.

@@ -11,6 +11,8 @@ import numpy as np
 
 from keras_regseg.training.evaluation import mean_potts_energy
 
+__all__ = ["PottsEnergyCallback", "spread_indices", "TRAIN_SUBSET", "VALIDATION_SUBSET"]
+
 TRAIN_SUBSET = 32
 """Training images scored per epoch (evenly spread over the training set)."""
 

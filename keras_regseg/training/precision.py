@@ -27,6 +27,8 @@ import functools
 
 import keras
 
+__all__ = ["POLICIES", "policy_name", "precision_policy", "set_precision", "with_config_precision"]
+
 POLICIES = {"none": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 """``training.mixed_precision`` value -> Keras dtype policy name."""
 

@@ -25,6 +25,9 @@ import json
 import os
 import shutil
 
+__all__ = ["clear_run", "finished_metrics", "LOCK_NAME", "remove_temporaries", "RUN_FILES",
+           "RUN_FOLDERS", "RunFolderBusyError", "RunFolderLock"]
+
 LOCK_NAME = ".lock"
 RUN_FILES = ("model.keras", "metrics.json", "config.yaml", "training_curves.png",
              "validation_grid.png")

@@ -29,6 +29,8 @@ import keras_tuner
 from keras_regseg.methods import registry
 from keras_regseg.training.config import data_shape
 
+__all__ = ["describe", "LOG_FACTOR", "log_range", "search_space"]
+
 LOG_FACTOR = 10.0
 """Log-scale ranges span base / LOG_FACTOR .. base x LOG_FACTOR."""
 

@@ -20,6 +20,8 @@ each worker on its shard of the training images, and only the chief writes the
 run folder (the other workers read its backup to resume).
 """
 
+from __future__ import annotations
+
 import contextlib
 import dataclasses
 import json
@@ -27,6 +29,8 @@ import os
 import shutil
 import sys
 import time
+import typing
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -55,6 +59,13 @@ from keras_regseg.training.run_folder import (RunFolderLock, clear_run, finished
                                               remove_temporaries)
 from keras_regseg.utils.files import atomic_write, write_json
 
+if typing.TYPE_CHECKING:   # names for the type hints only
+    from keras_regseg.training.data_setup import TrainingData
+
+__all__ = ["augmentation_for", "check_network_fits", "default_output", "grid_samples",
+           "initial_network", "run_phase", "set_seeds", "summary_line", "train", "TrainResult",
+           "with_data_shape", "worker_batch_and_data"]
+
 
 @dataclasses.dataclass
 class TrainResult:
@@ -78,7 +89,9 @@ def set_seeds(seed, deterministic):
 
 
 @with_config_precision  # training.mixed_precision: set before any network is built, then restored
-def train(config, data=None, verbose=None, callbacks=(), overwrite=False):
+def train(config: TrainConfig, data: TrainingData | None = None, verbose: int | None = None,
+          callbacks: Sequence[keras.callbacks.Callback] = (),
+          overwrite: bool = False) -> TrainResult:
     """Train as ``config`` says; resume if its output folder holds an unfinished run.
 
     ``data`` (a :class:`TrainingData`) skips building the sources from

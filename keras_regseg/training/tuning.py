@@ -43,6 +43,9 @@ from keras_regseg.training.tuning_report import (TuningResult, first_trial_id,  
 
 from keras_regseg.training.tuning_options import DEFAULT_TRIALS, TUNERS, check_options  # noqa: F401
 
+__all__ = ["BayesianOracle", "default_tuning_output", "DefaultFirst", "make_oracle",
+           "objective_name", "RandomSearchOracle", "TrainingTuner", "trial_config", "tune"]
+
 
 def default_tuning_output(config):
     """``runs/<method>_<data>_tuning``: stable, so rerunning a tuning command resumes it."""

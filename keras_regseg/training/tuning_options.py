@@ -1,5 +1,7 @@
 """The options of ``--tune`` (no TensorFlow: the command line checks them before it loads)."""
 
+__all__ = ["check_options", "DEFAULT_TRIALS", "TUNERS"]
+
 TUNERS = ("random", "bayesian")
 DEFAULT_TRIALS = 10
 

@@ -15,6 +15,9 @@ import yaml
 
 from keras_regseg.utils.files import atomic_write
 
+__all__ = ["collect_rows", "first_trial_id", "format_value", "results_table", "TuningResult",
+           "verdict", "write_results"]
+
 
 @dataclasses.dataclass
 class TuningResult:

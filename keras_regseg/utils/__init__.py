@@ -1,1 +1,3 @@
 """Small helpers shared across keras_regseg."""
+
+__all__ = []

@@ -5,6 +5,9 @@ import json
 import os
 import tempfile
 
+__all__ = ["atomic_write", "chmod_tree_to_umask", "current_umask", "MAX_TEXT_BYTES", "read_text",
+           "read_text_lines", "write_json"]
+
 
 def atomic_write(path, write, suffix=None):
     """Call ``write(tmp_path)`` then rename the temporary file over ``path``.

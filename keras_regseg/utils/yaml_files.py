@@ -22,6 +22,8 @@ import yaml
 
 from keras_regseg.utils.files import read_text
 
+__all__ = ["load_yaml", "MAX_CONFIG_BYTES", "MAX_CONFIG_VALUES"]
+
 MAX_CONFIG_BYTES = 1024 * 1024
 """Largest config file read (the shipped configs are under 2 KB)."""
 

@@ -6,3 +6,7 @@ from keras_regseg.training.callbacks.figures import PredictionGridCallback, Trai
 from keras_regseg.training.callbacks.history import MetricsHistory
 from keras_regseg.training.callbacks.nonfinite import NonFiniteLossError, StopOnNonFinite
 from keras_regseg.training.callbacks.validation import ValidationCallback
+
+__all__ = ["AtomicModelCheckpoint", "BrokenBackupError", "MetricsHistory", "NonFiniteLossError",
+           "PredictionGridCallback", "ResumableBackup", "StopOnNonFinite",
+           "TrainingCurvesCallback", "ValidationCallback"]

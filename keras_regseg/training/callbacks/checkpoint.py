@@ -8,6 +8,8 @@ import numpy as np
 
 from keras_regseg.utils.files import atomic_write, write_json
 
+__all__ = ["AtomicModelCheckpoint", "BrokenBackupError", "ResumableBackup", "seed_states"]
+
 
 class BrokenBackupError(ValueError):
     """The backup of an interrupted run names files that are missing or unreadable."""

@@ -8,6 +8,8 @@ import tensorflow as tf
 
 from keras_regseg.visualization import prediction_grid, training_curves
 
+__all__ = ["PredictionGridCallback", "TrainingCurvesCallback"]
+
 
 class TrainingCurvesCallback(keras.callbacks.Callback):
     """Redraw ``path`` (PNG) from ``history.series()`` after every epoch."""

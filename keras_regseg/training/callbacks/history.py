@@ -7,6 +7,8 @@ import keras
 
 from keras_regseg.utils.files import write_json
 
+__all__ = ["MetricsHistory"]
+
 
 class MetricsHistory(keras.callbacks.Callback):
     """Collect every logged value per epoch and rewrite ``path`` after each epoch.

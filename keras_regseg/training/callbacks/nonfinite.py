@@ -13,6 +13,8 @@ import math
 import keras
 import numpy as np
 
+__all__ = ["NonFiniteLossError", "StopOnNonFinite"]
+
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss; the message names the epoch and batch."""

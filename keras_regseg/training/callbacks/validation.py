@@ -2,6 +2,8 @@
 
 import keras
 
+__all__ = ["ValidationCallback"]
+
 
 class ValidationCallback(keras.callbacks.Callback):
     """Run ``evaluate(model) -> {name: float}`` every ``every`` epochs and log ``val_<name>``.
