@@ -68,6 +68,14 @@ def pm(mean, sd, signed=False):
     return (f"{mean:+.3f}" if signed else f"{mean:.3f}") + ("" if sd is None else f" ± {sd:.3f}")
 
 
+def budget(base, seeds, quick, runs_name):
+    """``(config, seeds, runs folder)``: ``--quick`` trains 40 iterations for the first seed."""
+    if quick:
+        base = base.override(**{"training.iterations": 40, "training.steps_per_epoch": 20})
+        seeds = seeds[:1]
+    return base, seeds, os.path.join("runs", runs_name + ("_quick" if quick else ""))
+
+
 def main():
     parser = common.parser(__doc__.split("\n")[0])
     parser.add_argument("--rows", help=f"comma-separated, among {', '.join(ROWS)}")
@@ -83,11 +91,8 @@ def main():
     if unknown:
         parser.error(f"--rows: unknown row {unknown[0]!r}; expected among {', '.join(ROWS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    base = TrainConfig.from_yaml(CONFIG)
-    if args.quick:
-        base = base.override(**{"training.iterations": 40, "training.steps_per_epoch": 20})
-        seeds = seeds[:1]
-    runs = os.path.join("runs", "bench_ccnn_synthetic" + ("_quick" if args.quick else ""))
+    base, seeds, runs = budget(TrainConfig.from_yaml(CONFIG), seeds, args.quick,
+                               "bench_ccnn_synthetic")
     results = {}
     for seed in seeds:   # seed by seed: an interrupted run leaves every row comparable
         for name in rows:
