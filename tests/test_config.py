@@ -62,3 +62,14 @@ def test_every_shipped_config_is_valid():
     for path in paths:
         config = TrainConfig.from_yaml(path)
         assert config.training.iterations % config.training.steps_per_epoch == 0, path
+
+
+@pytest.mark.parametrize("crop, expected", [(96, 96), ([128, 160], [128, 160])])
+def test_crop_size_is_a_side_or_height_and_width(crop, expected):
+    assert TrainConfig.from_dict({"data": {"crop_size": crop}}).data.crop_size == expected
+
+
+@pytest.mark.parametrize("crop", [0, [128], [128, 0], [1, 2, 3], "128", 1.5])
+def test_a_crop_size_that_is_not_a_size_is_refused(crop):
+    with pytest.raises(ConfigError, match="data.crop_size"):
+        TrainConfig.from_dict({"data": {"crop_size": crop}})

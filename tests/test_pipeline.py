@@ -408,3 +408,32 @@ def test_wsl4mis_augmentation_draws_a_flip_or_a_rotation_or_nothing():
     medical = [random_transform(16, 16, Augmentation.medical(), None, tf.constant([i, 7]))[0]
                for i in range(40)]
     assert sum(np.allclose(m.numpy()[:2, :2], np.eye(2), atol=1e-6) for m in medical) < 20
+
+
+# --- training images of any size: padded to the network's stride -----------------------------
+
+def test_training_samples_are_padded_to_the_stride_with_unlabeled_pixels():
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 37, 45, 1)).astype(np.float32)
+    weak = rng.integers(0, 3, (4, 37, 45)).astype(np.int32)
+    source = InMemorySource(images, weak, num_classes=3)
+    dataset = make_training_dataset(source, batch_size=2, shuffle=False, repeat=False,
+                                    pad_to_multiple=16)
+    batch_images, y_true = next(iter(dataset))
+    assert batch_images.shape == (2, 48, 48, 1)
+    labels = y_true[..., 0].numpy()
+    np.testing.assert_array_equal(labels[:, :37, :45], weak[:2])
+    assert (labels[:, 37:] == PAD_INDEX).all() and (labels[:, :, 45:] == PAD_INDEX).all()
+    np.testing.assert_allclose(batch_images[:, :37, :45].numpy(), images[:2])
+    # The image is reflected as prediction pads it: row 37 mirrors row 35.
+    np.testing.assert_allclose(batch_images[:, 37, :45].numpy(), images[:2, 35])
+
+
+def test_crops_of_height_and_width_are_padded_to_the_stride_with_a_static_shape():
+    images = np.zeros((2, 60, 70, 3), np.float32)
+    source = InMemorySource(images, np.zeros((2, 60, 70), np.int32), num_classes=2)
+    dataset = make_training_dataset(source, batch_size=2, crop_size=(20, 40), repeat=False,
+                                    pad_to_multiple=16)
+    assert dataset.element_spec[0].shape.as_list() == [2, 32, 48, 3]
+    labels = next(iter(dataset))[1][..., 0].numpy()
+    assert (labels[:, 20:] == PAD_INDEX).all() and (labels[:, :20, :40] == 0).all()

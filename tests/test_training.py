@@ -189,3 +189,20 @@ def test_tensorboard_images_share_the_steps_of_the_epoch_scalars(tmp_path):
         for tag in events.Tags()["tensors"]:
             steps.setdefault(tag, sorted(e.step for e in events.Tensors(tag)))
     assert steps["validation_grid"] == steps["epoch_loss"] == [0, 1]
+
+
+def test_images_whose_sides_are_not_multiples_of_the_stride_train(tmp_path):
+    from keras_regseg.data.base import InMemorySource
+    from keras_regseg.training.data_setup import TrainingData
+
+    rng = np.random.default_rng(0)
+    images = rng.random((8, 42, 54, 1)).astype(np.float32)   # the UNet's stride is 4 here
+    dense = (images[..., 0] > 0.5).astype(np.int32)
+    weak = np.where(rng.random(dense.shape) < 0.05, dense, 255).astype(np.int32)
+    source = InMemorySource(images, weak, 2, dense_labels=dense)
+    data = TrainingData(train=source, validation=source)
+    config = tiny_config(tmp_path, data={"augmentation": "none"},
+                         model={"name": "unet", "options": {"filters": [4, 8, 8], "dropout": 0.0}})
+    result = train(config, data=data, verbose=0)
+    assert result.network.size_divisor == 4
+    assert np.isfinite(result.metrics["miou"])

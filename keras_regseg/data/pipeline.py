@@ -34,6 +34,7 @@ from keras_regseg.data.spec import PAD_INDEX
 from keras_regseg.data.weak_labels import (boxes_from_mask, class_sizes_from_mask,
                                           size_bits_from_mask)
 from keras_regseg.losses.targets import pack_targets
+from keras_regseg.ops import padding
 
 __all__ = ["class_sizes", "DICT_TARGET_KEYS", "DictTargets", "make_eval_dataset",
            "make_training_dataset", "rasterize_boxes", "SIZE_BIT_THRESHOLD", "size_bits",
@@ -277,7 +278,8 @@ def make_training_dataset(source: SegmentationSource, batch_size: int,
                           seed: int | None = None, repeat: bool = True, target: str = "weak",
                           shuffle_buffer: int = 1024,
                           proposals: Callable[[tf.Tensor], tf.Tensor] | None = None,
-                          skip_samples: int = 0) -> tf.data.Dataset:
+                          skip_samples: int = 0,
+                          pad_to_multiple: int | None = None) -> tf.data.Dataset:
     """Batched, augmented, prefetched ``(images, y_true)`` for ``model.fit``.
 
     Args:
@@ -305,6 +307,9 @@ def make_training_dataset(source: SegmentationSource, batch_size: int,
             index of the training step, counted from the start of the stream, that
             the sample is part of), added before augmentation and warped with the
             labels; ``y_true`` is then ``[label, proposal, image]`` (``[B, h, w, 2 + C]``).
+        pad_to_multiple: pad each augmented sample at the bottom and right to
+            multiples of this (a network's ``size_divisor``), with ``PAD_INDEX``
+            labels, so that any image size trains as prediction takes it.
 
     Returns:
         ``tf.data.Dataset`` of ``(images [B, h, w, C], y_true [B, h, w, 1 + C])`` float32.
@@ -355,9 +360,11 @@ def make_training_dataset(source: SegmentationSource, batch_size: int,
         sample = augment_sample(sample, augmentation, crop_size, sample_seed)
         if size_check is not None:
             sample = size_check(sample)
+        if pad_to_multiple:
+            sample = _pad_sample(sample, pad_to_multiple)
         image = sample["image"]
         if crop_size is not None:
-            image.set_shape([*crop_size, None])
+            image.set_shape([*_padded(crop_size, pad_to_multiple), None])
         if image_level:
             return image, sample["image_targets"]
         if dict_targets is not None:
@@ -447,6 +454,35 @@ def _dict_targets_after_augmentation(sample, num_classes, targets):
     if "boxes" in targets.keys:
         y["box_masks"] = tf.cast(sample["box_masks"] == 1, tf.float32)   # padding (254): out
     return y
+
+
+def _padded(size, multiple):
+    """``(height, width)`` rounded up to multiples of ``multiple`` (``None``: as it is)."""
+    return tuple(-(-side // multiple) * multiple for side in size) if multiple else tuple(size)
+
+
+def _pad_sample(sample, multiple):
+    """Pad every map of an augmented sample at the bottom and right to multiples of ``multiple``.
+
+    The image as prediction pads it (:func:`keras_regseg.ops.padding.pad_to_multiple`:
+    reflected), label maps with ``PAD_INDEX`` (no label, not part of the image),
+    other maps (box masks) with 0.
+    """
+    shape = tf.shape(sample["image"])
+    paddings = [[0, (multiple - shape[0] % multiple) % multiple],
+                [0, (multiple - shape[1] % multiple) % multiple]]
+    padded = {}
+    for key, value in sample.items():
+        if key == "image":
+            padded[key] = padding.pad_to_multiple(value[None], multiple)[0]
+        elif isinstance(value, tf.Tensor) and value.shape.rank is not None and value.shape.rank >= 2:
+            fill = PAD_INDEX if value.dtype.is_integer else 0
+            extra = [[0, 0]] * (value.shape.rank - 2)
+            padded[key] = tf.pad(value, paddings + extra,
+                                 constant_values=tf.cast(fill, value.dtype))
+        else:
+            padded[key] = value
+    return padded
 
 
 def _pad_to_multiple(sample, multiple, label_key):

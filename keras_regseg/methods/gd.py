@@ -76,8 +76,9 @@ def search(hp, config, num_classes):
     from keras_regseg.training.search_space import log_range
 
     loss = regularizer_loss(config.gd)
-    side = config.data.crop_size or config.data.size
-    log_range(hp, "gd.weight", loss.weight_for(side, side) if config.gd.regularizer == "dense"
+    crop = config.data.crop_size or config.data.size
+    height, width = (crop, crop) if isinstance(crop, int) else crop
+    log_range(hp, "gd.weight", loss.weight_for(height, width) if config.gd.regularizer == "dense"
               else loss.weight)
 
 

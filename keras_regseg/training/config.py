@@ -44,8 +44,10 @@ class DataConfig:
     """Which data to train and validate on.
 
     ``size`` is the square side every image is resized to (ACDC slices) or
-    generated at (synthetic); ``crop_size`` the random-crop side for
-    variable-sized images (VOC). ``augmentation`` is ``"medical"``
+    generated at (synthetic); ``crop_size`` the random crop for
+    variable-sized images (VOC): one side, or ``[height, width]``. Training
+    images are padded to the network's stride (ignored labels), as prediction
+    pads them. ``augmentation`` is ``"medical"``
     (rotation, flips), ``"wsl4mis"`` (WSL4MIS's exact recipe, lighter: a flip
     or a rotation or nothing), ``"natural"`` (scale, crop, horizontal flip) or
     ``"none"``. ``holdout_patients`` (ACDC) sets that many training patients
@@ -62,7 +64,7 @@ class DataConfig:
     path: typing.Optional[str] = None
     fold: int = 1
     size: int = 64
-    crop_size: typing.Optional[int] = None
+    crop_size: typing.Union[int, typing.List[int], None] = None
     augmentation: str = "medical"
     scribble_ratio: float = 1.0
     num_train: int = 240
@@ -257,6 +259,12 @@ class _TrainConfigBase:
     def _validate_data_shape(self, source):
         data = self.data
         _positive(source, "data.max_pixels", data.max_pixels)
+        crop = data.crop_size
+        if crop is not None and not (
+                (isinstance(crop, int) and crop > 0)
+                or (isinstance(crop, list) and len(crop) == 2 and min(crop) > 0)):
+            raise ConfigError(f"{source}: data.crop_size = {_shown(crop)}; expected null, a "
+                              "positive side or [height, width].")
         if data.num_classes is not None and not 1 <= data.num_classes <= MAX_CLASSES:
             raise ConfigError(f"{source}: data.num_classes = {data.num_classes}; expected "
                               f"1..{MAX_CLASSES}.")
@@ -398,7 +406,8 @@ def _check_type(value, kind, source, key):
     if optional:
         if value is None:
             return None
-        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+        others = tuple(k for k in typing.get_args(kind) if k is not type(None))
+        kind = others[0] if len(others) == 1 else typing.Union[others]
     if typing.get_origin(kind) is typing.Union:   # e.g. a number or a list of numbers
         for option in typing.get_args(kind):
             try:

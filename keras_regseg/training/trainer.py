@@ -226,6 +226,7 @@ def run_phase(config, network, data, output, verbose, extra_callbacks=(), strate
         worker_data.train, batch_size=batch_size,
         crop_size=config.data.crop_size, augmentation=augmentation_for(config.data),
         seed=config.training.seed, target=setup.target, proposals=setup.proposals,
+        pad_to_multiple=getattr(network, "size_divisor", None),
         # A resumed run continues the data stream where the interrupted one stopped.
         skip_samples=backup.completed_epochs() * steps * samples_per_step)
 
