@@ -30,7 +30,7 @@ __all__ = ["ConfigError", "data_shape", "DataConfig", "DATASET_SHAPES", "DATASET
            "DEFAULT_SHAPES", "DISTRIBUTE", "MAX_OPTION_VALUES", "ModelConfig", "OptimizerConfig",
            "PRECISIONS", "TrainingConfig"]
 
-DATASETS = ("synthetic", "acdc", "voc")
+DATASETS = ("synthetic", "acdc", "voc", "folder")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 PRECISIONS = ("none", "float16", "bfloat16")
 
@@ -58,6 +58,12 @@ class DataConfig:
     ``boxes_file`` (VOC folders) names a file of boxes for CCNN's box
     constraints (:func:`keras_regseg.data.voc.read_boxes_file`); without it,
     boxes come from the dense masks.
+
+    ``name: folder`` reads a plain layout of your own (:data:`~keras_regseg.training.data_setup.FOLDER_LAYOUT`):
+    ``images/<id>.png|jpg``, ``scribbles/<id>.png``, optional ``masks/<id>.png``
+    and ``splits/<split>.txt`` listing the ids of each split; it needs
+    ``num_classes`` (``channels`` defaults to 3). ``unlabeled_value`` is the
+    scribble value meaning "no label" (VOC and folders).
     """
 
     name: str = "synthetic"
@@ -73,6 +79,7 @@ class DataConfig:
     num_classes: typing.Optional[int] = None
     train_split: str = "train"
     val_split: str = "val"
+    unlabeled_value: int = 255
     holdout_patients: int = 0
     max_pixels: int = MAX_IMAGE_PIXELS
     boxes_file: typing.Optional[str] = None
@@ -252,7 +259,10 @@ class _TrainConfigBase:
                               "expected 0..79 (of a fold's 80 training patients).")
         if self.data.name == "acdc" and not 1 <= self.data.fold <= 5:
             raise ConfigError(f"{source}: data.fold = {self.data.fold}; expected 1..5.")
-        if self.data.name in ("acdc", "voc") and not self.data.path:
+        if self.data.name == "folder" and self.data.num_classes is None:
+            raise ConfigError(f"{source}: data.num_classes is required for data.name = "
+                              "'folder' (the number of classes its labels use).")
+        if self.data.name in ("acdc", "voc", "folder") and not self.data.path:
             raise ConfigError(f"{source}: data.path is required for data.name = "
                               f"{self.data.name!r} (the folder holding the dataset).")
 
@@ -356,10 +366,10 @@ def _positive(source, key, value):
         raise ConfigError(f"{source}: {key} = {value!r}; expected a positive number.")
 
 
-DATASET_SHAPES = {"synthetic": None, "acdc": (4, 1), "voc": None}
+DATASET_SHAPES = {"synthetic": None, "acdc": (4, 1), "voc": None, "folder": None}
 """``(num_classes, channels)`` fixed by a dataset, or None when the config may choose them."""
 
-DEFAULT_SHAPES = {"synthetic": (4, 1), "acdc": (4, 1), "voc": (21, 3)}
+DEFAULT_SHAPES = {"synthetic": (4, 1), "acdc": (4, 1), "voc": (21, 3), "folder": (None, 3)}
 """``(num_classes, channels)`` of a dataset when the config leaves them out."""
 
 

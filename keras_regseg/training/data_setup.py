@@ -1,12 +1,13 @@
 """Turn a :class:`~keras_regseg.training.config.DataConfig` into data sources."""
 
 import dataclasses
+import os
 import typing
 
 from keras_regseg.data.base import SegmentationSource
 from keras_regseg.training.config import data_shape
 
-__all__ = ["build_training_data", "TrainingData"]
+__all__ = ["build_training_data", "FOLDER_LAYOUT", "folder_layout", "TrainingData"]
 
 
 @dataclasses.dataclass
@@ -33,10 +34,11 @@ class TrainingData:
 
 
 def build_training_data(config):
-    """Sources for ``config.name`` in ``synthetic``, ``acdc``, ``voc``."""
-    if config.boxes_file is not None and config.name != "voc":
-        raise ValueError(f"data.boxes_file = {config.boxes_file!r} is read from VOC folders "
-                         f"only; data.name is {config.name!r} (its boxes come from the masks).")
+    """Sources for ``config.name`` in ``synthetic``, ``acdc``, ``voc``, ``folder``."""
+    if config.boxes_file is not None and config.name not in ("voc", "folder"):
+        raise ValueError(f"data.boxes_file = {config.boxes_file!r} is read from VOC and plain "
+                         f"folders only; data.name is {config.name!r} (its boxes come from the "
+                         "masks).")
     if config.name == "synthetic":
         from keras_regseg.data.synthetic import SyntheticShapes
 
@@ -61,14 +63,30 @@ def build_training_data(config):
                                 size=config.size, holdout=holdout)
         return TrainingData(train=train, validation=validation, volumes=volumes,
                             input_size=config.size)
-    if config.name == "voc":
+    if config.name in ("voc", "folder"):
         from keras_regseg.data.voc import VOCFolder
 
         classes, channels = data_shape(config)
-        common = dict(num_classes=classes, channels=channels, max_pixels=config.max_pixels)
+        common = dict(num_classes=classes, channels=channels, max_pixels=config.max_pixels,
+                      unlabeled_value=config.unlabeled_value)
+        if config.name == "folder":
+            common.update(folder_layout(config.path))
         return TrainingData(
             train=VOCFolder(config.path, split=config.train_split,
                             scribble_ratio=config.scribble_ratio,
                             boxes_file=config.boxes_file, **common),
             validation=VOCFolder(config.path, split=config.val_split, **common))
-    raise ValueError(f"unknown dataset {config.name!r}; expected synthetic, acdc or voc.")
+    raise ValueError(f"unknown dataset {config.name!r}; expected synthetic, acdc, voc or folder.")
+
+
+FOLDER_LAYOUT = dict(image_dir="images", scribble_dir="scribbles", mask_dir="masks",
+                     split_file="splits/{split}.txt")
+"""``data.name: folder``: where the images, scribbles, masks and split lists are."""
+
+
+def folder_layout(path):
+    """:class:`~keras_regseg.data.voc.VOCFolder` arguments of a plain folder (masks optional)."""
+    layout = dict(FOLDER_LAYOUT)
+    if not os.path.isdir(os.path.join(path, layout["mask_dir"])):
+        layout["mask_dir"] = None
+    return layout
