@@ -15,14 +15,15 @@ import importlib
 
 from keras_regseg.version import __version__  # noqa: F401
 
-_SUBPACKAGES = ("data", "evaluation", "export", "losses", "methods", "models", "ops", "solvers",
-                "training", "inference", "visualization", "prediction", "constants", "saving")
+_SUBPACKAGES = ("data", "evaluation", "export", "losses", "methods", "metrics", "models", "ops",
+                "solvers", "training", "inference", "visualization", "prediction", "constants",
+                "saving")
 __all__ = ["load_model", "register_keras_objects", "__version__", *_SUBPACKAGES]
 
 
 def register_keras_objects():
     """Import the modules that register keras_regseg's networks, losses and models with Keras."""
-    for name in ("losses", "models", "methods.adm_model", "methods.trust_region_model",
+    for name in ("losses", "metrics", "models", "methods.adm_model", "methods.trust_region_model",
                  "methods.ccnn_model"):
         importlib.import_module(f"keras_regseg.{name}")
 

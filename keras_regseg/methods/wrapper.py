@@ -24,6 +24,7 @@ loss is (:meth:`NetworkWrapper.loss_terms`).
 import keras
 import tensorflow as tf
 
+from keras_regseg.metrics import label_map
 from keras_regseg.ops.replicas import replicas
 
 __all__ = ["NetworkWrapper"]
@@ -51,7 +52,8 @@ class NetworkWrapper(keras.Model):
 
     @property
     def metrics(self):
-        return list(self.trackers.values())
+        compiled = getattr(self, "_compile_metrics", None)   # compile(metrics=...)
+        return list(self.trackers.values()) + ([compiled] if compiled is not None else [])
 
     def compile(self, *args, **kwargs):
         """``keras.Model.compile`` with ``jit_compile=False``.
@@ -110,12 +112,23 @@ class NetworkWrapper(keras.Model):
             scaled = self.optimizer.scale_loss(loss)   # mixed precision (identity otherwise)
         gradients = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
+        self._update_compiled_metrics(y, logits, sample_weight)
         return self._report(loss * replicas(), terms)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        terms = self.loss_terms(y, self(x, training=False), training=False)
+        logits = self(x, training=False)
+        terms = self.loss_terms(y, logits, training=False)
+        self._update_compiled_metrics(y, logits, sample_weight)
         return self._report(self.objective(terms["loss"], sample_weight) * replicas(), terms)
+
+    def _update_compiled_metrics(self, y, logits, sample_weight):
+        """Feed ``compile(metrics=...)`` (e.g. :class:`keras_regseg.metrics.MeanIoU`) the
+        batch's label map, whatever form the method's targets take."""
+        compiled = getattr(self, "_compile_metrics", None)
+        labels = label_map(y) if compiled is not None else None
+        if labels is not None:
+            compiled.update_state(labels, logits, sample_weight)
 
     def _report(self, loss, terms):
         self.trackers["loss"].update_state(terms.get("logged_loss", loss))
@@ -125,6 +138,9 @@ class NetworkWrapper(keras.Model):
         logs.update({name: value for name, value in terms.items()
                      if name not in logs and name not in ("loss", "logged_loss")})
         logs.update(self.state_logs())
+        compiled = getattr(self, "_compile_metrics", None)
+        if compiled is not None and compiled.built:
+            logs.update(compiled.result())
         return logs
 
     def get_config(self):
