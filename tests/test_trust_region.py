@@ -64,8 +64,9 @@ def pool():
 # --- robust cross-entropy ----------------------------------------------------------------
 
 
-def brute_force_d_b(seeds, proposals, logits, epsilon):
-    """Eq. 24 pixel by pixel, divided by #seeds (or #proposal pixels without seeds)."""
+def brute_force_d_b(seeds, proposals, logits, epsilon, normalization="seeds"):
+    """Eq. 24 pixel by pixel, divided by #seeds (or #proposal pixels without seeds) or by
+    #seeds + #proposals (``normalization="labeled"``)."""
     f = tf.nn.softmax(logits).numpy().astype(np.float64)
     k = f.shape[-1]
     a = epsilon / (k - 1)
@@ -78,12 +79,15 @@ def brute_force_d_b(seeds, proposals, logits, epsilon):
         elif proposals[index] < k:
             total -= np.log(a + b * f[index][proposals[index]])
             num_proposals += 1
+    if normalization == "labeled":
+        return total / max(num_seeds + num_proposals, 1)
     return total / (num_seeds if num_seeds else max(num_proposals, 1))
 
 
 @pytest.mark.parametrize("epsilon", [0.0, 0.3, 0.6])
 @pytest.mark.parametrize("with_seeds", [True, False])
-def test_robust_cross_entropy_matches_eq_24(epsilon, with_seeds):
+@pytest.mark.parametrize("normalization", robust_ce.NORMALIZATIONS)
+def test_robust_cross_entropy_matches_eq_24(epsilon, with_seeds, normalization):
     rng = np.random.default_rng(3)
     logits = rng.normal(size=(2, 5, 4, CLASSES)).astype(np.float32) * 3
     proposals = rng.integers(0, CLASSES, (2, 5, 4))
@@ -93,10 +97,33 @@ def test_robust_cross_entropy_matches_eq_24(epsilon, with_seeds):
     if with_seeds:
         seeds[0, 2, 1:3] = 1
         seeds[1, 0, 0] = 2
-    per_pixel = robust_cross_entropy(seeds, proposals, logits, epsilon)
+    per_pixel = robust_cross_entropy(seeds, proposals, logits, epsilon, normalization)
     assert per_pixel.shape == (2, 5, 4)
-    want = brute_force_d_b(seeds, proposals, logits, epsilon)
+    want = brute_force_d_b(seeds, proposals, logits, epsilon, normalization)
     assert float(tf.reduce_mean(per_pixel)) == pytest.approx(want, rel=1e-5)
+
+
+def test_normalizations_differ_by_labeled_over_seed_pixels_and_unknown_ones_are_refused():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(1, 6, 6, CLASSES)).astype(np.float32)
+    proposals = rng.integers(0, CLASSES, (1, 6, 6))
+    seeds = np.full((1, 6, 6), 255)
+    seeds[0, 0, :3] = 1                                       # 3 seeds among 36 labeled pixels
+    by_seed, by_labeled = (float(tf.reduce_mean(robust_cross_entropy(
+        seeds, proposals, logits, 0.3, n))) for n in ("seeds", "labeled"))
+    assert by_seed == pytest.approx(by_labeled * 36 / 3, rel=1e-5)
+    with pytest.raises(ValueError, match="normalization is 'pixels'"):
+        robust_cross_entropy(seeds, proposals, logits, 0.3, "pixels")
+    with pytest.raises(ValueError, match="normalization is 'pixels'"):
+        TrustRegionModel(tiny_network(), normalization="pixels")
+
+
+def test_the_config_knows_the_loss_normalizations_and_solver_energies():
+    from keras_regseg.methods import trust_region as method
+    from keras_regseg.solvers import alpha_expansion
+
+    assert method.NORMALIZATIONS == robust_ce.NORMALIZATIONS
+    assert method.ENERGIES == alpha_expansion.ENERGIES
 
 
 def test_zero_epsilon_is_plain_cross_entropy_and_large_epsilon_flattens_mistakes():

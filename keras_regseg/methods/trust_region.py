@@ -29,6 +29,8 @@ if typing.TYPE_CHECKING:   # names for the type hints only
 __all__ = ["ENERGIES", "METHOD", "search", "setup", "trust_region_pieces", "TrustRegionConfig"]
 
 ENERGIES = ("library", "authors")
+NORMALIZATIONS = ("seeds", "labeled")   # keras_regseg.losses.robust_ce.NORMALIZATIONS, without
+                                        # importing TensorFlow to validate a config
 
 
 @dataclasses.dataclass
@@ -43,7 +45,9 @@ class TrustRegionConfig:
     (see ``keras_regseg.methods.trust_region_stage_a``). ``epsilon`` is the outlier probability of
     proposal pixels (``null``: the authors' 0.944 for 21 classes carried over to
     K classes, see ``keras_regseg.losses.robust_ce.default_epsilon``);
-    ``learn_epsilon`` fits it during training. ``overlap`` runs stage-A rounds
+    ``learn_epsilon`` fits it during training. ``normalization`` divides stage
+    B's sum by the seed pixels (``seeds``, the authors') or by all labeled pixels
+    (``labeled``, see ``keras_regseg.losses.robust_ce``). ``overlap`` runs stage-A rounds
     after the first in the background. ``processes``: solver workers.
 
     ``energy: authors`` solves stage A as the authors' ``alpha_expansion.cpp``
@@ -61,6 +65,7 @@ class TrustRegionConfig:
     warm_start: bool = False
     epsilon: typing.Optional[float] = None
     learn_epsilon: bool = False
+    normalization: str = "seeds"
     every: int = 5
     max_iterations: int = 5
     overlap: bool = True
@@ -70,6 +75,7 @@ class TrustRegionConfig:
         check_finite_nonnegative("lambda_weight", self.lambda_weight)
         check_finite_nonnegative("potts_weight", self.potts_weight)
         check_choice("energy", self.energy, ENERGIES)
+        check_choice("normalization", self.normalization, NORMALIZATIONS)
         check_positive("every", self.every)
         check_positive("max_iterations", self.max_iterations)
         check(self.processes is None or self.processes >= 0, "processes", self.processes,
@@ -108,7 +114,8 @@ def trust_region_pieces(network: keras.Model, train_source: SegmentationSource,
     tr_config = tr_config or TrustRegionConfig()
     store = ProposalStore()
     model = TrustRegionModel(network, epsilon=tr_config.epsilon,
-                             learn_epsilon=tr_config.learn_epsilon)
+                             learn_epsilon=tr_config.learn_epsilon,
+                             normalization=tr_config.normalization)
     stage_a = StageA(train_source, network, store, every=every, batch_size=batch_size,
                      overlap=tr_config.overlap, warm_start=tr_config.warm_start,
                      pool=pool or shared_pool(tr_config.processes), progress=progress,

@@ -42,8 +42,8 @@ import typing
 import keras
 import tensorflow as tf
 
-from keras_regseg.losses.robust_ce import (check_epsilon, default_epsilon, max_epsilon,
-                                           robust_cross_entropy,
+from keras_regseg.losses.robust_ce import (NORMALIZATIONS, check_epsilon, default_epsilon,
+                                           max_epsilon, robust_cross_entropy,
                                            robust_cross_entropy_per_labeled_pixel,
                                            unpack_proposal_targets)
 from keras_regseg.methods.trust_region_stage_a import release_stage_a
@@ -64,16 +64,23 @@ class TrustRegionModel(NetworkWrapper):
         authors' VOC value carried over to ``K`` classes); the initial value
         when learned.
       learn_epsilon: fit ``epsilon`` with the network (the learnable error model).
+      normalization: the gradient step is d_B per seed pixel (``"seeds"``,
+        the authors') or per labeled pixel (``"labeled"``), see
+        :mod:`keras_regseg.losses.robust_ce`.
 
     Metrics: ``loss`` (d_B per labeled pixel, seeds and proposals: the scale
-    of the other methods' cross-entropies) and ``epsilon``. The gradient step
-    is that of d_B per *seed* pixel, the authors' normalization (about 90
-    times the logged value on ACDC's scribbles).
+    of the other methods' cross-entropies, whatever the normalization of the
+    step) and ``epsilon``.
     """
 
     def __init__(self, network: keras.Model, epsilon: float | None = None,
-                 learn_epsilon: bool = False, **kwargs: typing.Any):
+                 learn_epsilon: bool = False, normalization: str = "seeds",
+                 **kwargs: typing.Any):
         super().__init__(network, **kwargs)
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization is {normalization!r}; expected one of "
+                             f"{NORMALIZATIONS}.")
+        self.normalization = normalization
         num_classes = network.output_shape[-1] if hasattr(network, "output_shape") else None
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"the network must output a static number K >= 2 of classes; got "
@@ -116,9 +123,10 @@ class TrustRegionModel(NetworkWrapper):
             release_stage_a(callbacks)
 
     def loss_terms(self, y, logits, training=True):
-        """d_B per pixel (mean = d_B per seed pixel) and the logged d_B per labeled pixel."""
+        """d_B per pixel (its mean is the normalized d_B) and the logged d_B per labeled pixel."""
         seeds, proposals, _ = unpack_proposal_targets(y)
-        return {"loss": robust_cross_entropy(seeds, proposals, logits, self.epsilon),
+        return {"loss": robust_cross_entropy(seeds, proposals, logits, self.epsilon,
+                                             self.normalization),
                 "logged_loss": robust_cross_entropy_per_labeled_pixel(seeds, proposals, logits,
                                                                        self.epsilon)}
 
@@ -131,6 +139,7 @@ class TrustRegionModel(NetworkWrapper):
         config.update({
             "epsilon": self.configured_epsilon,
             "learn_epsilon": self.learn_epsilon,
+            "normalization": self.normalization,
         })
         return config
 
