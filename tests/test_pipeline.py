@@ -14,6 +14,7 @@ from keras_regseg.data.augment import Augmentation, augment_sample
 from keras_regseg.data.base import InMemorySource
 from keras_regseg.data.pipeline import make_eval_dataset, make_training_dataset
 from keras_regseg.data.spec import IGNORE_INDEX, PAD_INDEX
+from keras_regseg.ops.padding import pad_to_multiple
 
 COORD_SCALE = 64.0  # image channel value = coordinate / COORD_SCALE, so values stay in [0, 1)
 
@@ -337,6 +338,8 @@ def test_eval_dataset_keeps_order_ids_and_pads():
     images = np.concatenate([b[0] for b in batches])
     assert images.shape == (5, 16, 16, 1)
     np.testing.assert_array_equal(images[:, :12, :12], source.images)
+    # Padded as prediction pads (reflected), so scores match what predict returns.
+    np.testing.assert_array_equal(images, pad_to_multiple(source.images, 8).numpy())
     labels = np.concatenate([b[1][..., 0] for b in batches]).astype(int)
     np.testing.assert_array_equal(labels[:, :12, :12], source.dense_labels)
     assert (labels[:, 12:] == PAD_INDEX).all() and (labels[:, :, 12:] == PAD_INDEX).all()

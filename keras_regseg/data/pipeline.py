@@ -485,17 +485,6 @@ def _pad_sample(sample, multiple):
     return padded
 
 
-def _pad_to_multiple(sample, multiple, label_key):
-    """Pad bottom/right to multiples of ``multiple`` (image 0, labels PAD_INDEX)."""
-    image = sample["image"]
-    shape = tf.shape(image)
-    pad_h = (multiple - shape[0] % multiple) % multiple
-    pad_w = (multiple - shape[1] % multiple) % multiple
-    paddings = [[0, pad_h], [0, pad_w]]
-    return dict(sample, image=tf.pad(image, paddings + [[0, 0]]),
-                **{label_key: tf.pad(sample[label_key], paddings, constant_values=PAD_INDEX)})
-
-
 def make_eval_dataset(source: SegmentationSource, batch_size: int = 1, target: str = "dense",
                       keep_ids: bool = True, pad_to_multiple: int | None = None) -> tf.data.Dataset:
     """Batched samples in order, without augmentation, for evaluation and prediction.
@@ -508,7 +497,8 @@ def make_eval_dataset(source: SegmentationSource, batch_size: int = 1, target: s
         keep_ids: yield ``(images, y_true, ids)`` (string ids; the sample index when
             the samples have no ``"id"``) instead of ``(images, y_true)``.
         pad_to_multiple: pad images bottom/right to a multiple of this (networks
-            with strided stages need it); padded labels are PAD_INDEX.
+            with strided stages need it) as training and prediction do (reflected);
+            padded labels are PAD_INDEX.
 
     >>> import numpy as np
     >>> from keras_regseg.data.base import InMemorySource
@@ -528,11 +518,9 @@ def make_eval_dataset(source: SegmentationSource, batch_size: int = 1, target: s
     if pad_to_multiple is not None:
         if int(pad_to_multiple) < 1:
             raise ValueError(f"pad_to_multiple must be >= 1; got {pad_to_multiple}.")
-        samples = samples.map(lambda s: _pad_to_multiple(s, int(pad_to_multiple), label_key))
+        samples = samples.map(lambda s: _pad_sample(s, int(pad_to_multiple)))
     if batch_size > 1:
-        shape = _first_image_shape(source)[:2]
-        if pad_to_multiple is not None:
-            shape = tuple(-(-s // pad_to_multiple) * pad_to_multiple for s in shape)
+        shape = _padded(_first_image_shape(source)[:2], pad_to_multiple)
         samples = samples.map(_same_size_check(
             shape, "batch_size=1 evaluates images of different sizes."))
 
