@@ -65,20 +65,23 @@ def pool():
 
 
 def brute_force_d_b(seeds, proposals, logits, epsilon, normalization="seeds"):
-    """Eq. 24 pixel by pixel, divided by #seeds (or #proposal pixels without seeds) or by
-    #seeds + #proposals (``normalization="labeled"``)."""
+    """Eq. 24 pixel by pixel, divided by #seeds (or #proposal pixels without seeds), by
+    #seeds + #proposals (``"labeled"``), or each term by its own pixels (``"per_term"``)."""
     f = tf.nn.softmax(logits).numpy().astype(np.float64)
     k = f.shape[-1]
     a = epsilon / (k - 1)
     b = 1 - k * a
-    total, num_seeds, num_proposals = 0.0, 0, 0
+    seed_total, proposal_total, num_seeds, num_proposals = 0.0, 0.0, 0, 0
     for index in np.ndindex(seeds.shape):
         if seeds[index] < k:
-            total -= np.log(f[index][seeds[index]])
+            seed_total -= np.log(f[index][seeds[index]])
             num_seeds += 1
         elif proposals[index] < k:
-            total -= np.log(a + b * f[index][proposals[index]])
+            proposal_total -= np.log(a + b * f[index][proposals[index]])
             num_proposals += 1
+    if normalization == "per_term":
+        return seed_total / max(num_seeds, 1) + proposal_total / max(num_proposals, 1)
+    total = seed_total + proposal_total
     if normalization == "labeled":
         return total / max(num_seeds + num_proposals, 1)
     return total / (num_seeds if num_seeds else max(num_proposals, 1))

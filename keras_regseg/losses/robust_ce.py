@@ -8,13 +8,15 @@ probability of the observed proposal label is ``a + b f[s]`` with
     d_B = sum_{p not seed} -log(a + b f_p[s_p]) + sum_{p seed} -log f_p[y_p]
 
 Seeds are exact (``eps = 0``). ``b > 0`` needs ``eps < (K - 1) / K``.
-Two normalizations (:data:`NORMALIZATIONS`): ``"seeds"`` divides the sum by
-the number of seed pixels, as the authors' code does (a batch without seeds
-by its number of proposal pixels); ``"labeled"`` by the number of pixels
-with a label (seeds and proposals), a mean whose scale does not depend on
-how densely the images are annotated. The step of ``"seeds"`` is
-``#labeled / #seeds`` times larger: about 30 on full scribbles, over 1000
-on clicks.
+Three normalizations (:data:`NORMALIZATIONS`): ``"seeds"`` divides the sum
+by the number of seed pixels, as the authors' code does (a batch without
+seeds by its number of proposal pixels); ``"labeled"`` by the number of
+pixels with a label (seeds and proposals), a mean whose scale does not depend
+on how densely the images are annotated; ``"per_term"`` takes the seed term
+and the proposal term each as a mean over its own pixels (pCE plus a mean
+robust cross-entropy), so the exact labels weigh as much as in pretraining
+however few they are. The step of ``"seeds"`` is ``#labeled / #seeds``
+times that of ``"labeled"``: about 30 on full scribbles, over 1000 on clicks.
 
 Targets pack ``[seeds, proposals, image]`` as float32 ``[B, H, W, 2 + C]``
 (:func:`pack_proposal_targets`).
@@ -50,8 +52,8 @@ VOC_EPSILON = 0.944
 
 VOC_CLASSES = 21
 
-NORMALIZATIONS = ("seeds", "labeled")
-"""How stage B's sum over pixels is divided: by the seed pixels or by all labeled pixels."""
+NORMALIZATIONS = ("seeds", "labeled", "per_term")
+"""How stage B's sum over pixels is divided (module docstring)."""
 
 
 def max_epsilon(num_classes):
@@ -143,14 +145,20 @@ def robust_cross_entropy(seeds: tf.Tensor, proposals: tf.Tensor, logits: tf.Tens
                          epsilon: float | tf.Tensor, normalization: str = "seeds") -> tf.Tensor:
     """Per-pixel d_B ``[B, H, W]`` whose mean over the batch's pixels is d_B / #seeds
     (``normalization="seeds"``, the authors'; a batch without seeds is divided
-    by its number of proposal pixels instead) or d_B / #labeled pixels
-    (``"labeled"``).
+    by its number of proposal pixels instead), d_B / #labeled pixels
+    (``"labeled"``) or the seed term / #seeds + the proposal term / #proposals
+    (``"per_term"``).
     """
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization is {normalization!r}; expected one of {NORMALIZATIONS}.")
     per_pixel, num_seeds, num_proposals = robust_cross_entropy_terms(
         seeds, proposals, logits, epsilon)
-    if normalization == "labeled":
+    if normalization == "per_term":
+        num_classes = int(logits.shape[-1])
+        is_seed = (tf.cast(seeds, tf.int32) >= 0) & (tf.cast(seeds, tf.int32) < num_classes)
+        normalizer = tf.where(is_seed, tf.maximum(num_seeds, 1.0),
+                              tf.maximum(num_proposals, 1.0))
+    elif normalization == "labeled":
         normalizer = tf.maximum(num_seeds + num_proposals, 1.0)
     else:
         normalizer = tf.where(num_seeds > 0, num_seeds, tf.maximum(num_proposals, 1.0))

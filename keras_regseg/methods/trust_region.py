@@ -29,7 +29,7 @@ if typing.TYPE_CHECKING:   # names for the type hints only
 __all__ = ["ENERGIES", "METHOD", "search", "setup", "trust_region_pieces", "TrustRegionConfig"]
 
 ENERGIES = ("library", "authors")
-NORMALIZATIONS = ("seeds", "labeled")   # keras_regseg.losses.robust_ce.NORMALIZATIONS, without
+NORMALIZATIONS = ("seeds", "labeled", "per_term")   # keras_regseg.losses.robust_ce.NORMALIZATIONS, without
                                         # importing TensorFlow to validate a config
 
 
@@ -46,8 +46,9 @@ class TrustRegionConfig:
     proposal pixels (``null``: the authors' 0.944 for 21 classes carried over to
     K classes, see ``keras_regseg.losses.robust_ce.default_epsilon``);
     ``learn_epsilon`` fits it during training. ``normalization`` divides stage
-    B's sum by the seed pixels (``seeds``, the authors') or by all labeled pixels
-    (``labeled``, see ``keras_regseg.losses.robust_ce``). ``overlap`` runs stage-A rounds
+    B's sum by the seed pixels (``seeds``, the authors'), by all labeled pixels
+    (``labeled``), or each term by its own pixels (``per_term``: pCE plus a mean
+    robust cross-entropy); see ``keras_regseg.losses.robust_ce``. ``overlap`` runs stage-A rounds
     after the first in the background. ``processes``: solver workers.
 
     ``energy: authors`` solves stage A as the authors' ``alpha_expansion.cpp``

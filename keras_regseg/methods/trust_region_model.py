@@ -65,8 +65,8 @@ class TrustRegionModel(NetworkWrapper):
         when learned.
       learn_epsilon: fit ``epsilon`` with the network (the learnable error model).
       normalization: the gradient step is d_B per seed pixel (``"seeds"``,
-        the authors') or per labeled pixel (``"labeled"``), see
-        :mod:`keras_regseg.losses.robust_ce`.
+        the authors'), per labeled pixel (``"labeled"``) or each term per its
+        own pixels (``"per_term"``), see :mod:`keras_regseg.losses.robust_ce`.
 
     Metrics: ``loss`` (d_B per labeled pixel, seeds and proposals: the scale
     of the other methods' cross-entropies, whatever the normalization of the
