@@ -151,6 +151,17 @@ def parse_variant(name):
     return base, overrides
 
 
+def split_methods(text):
+    """Comma-separated method names, commas inside a variant's brackets kept.
+
+    >>> split_methods("pce,trust_region[lambda_weight=0.2,every=2],grid_gd")
+    ['pce', 'trust_region[lambda_weight=0.2,every=2]', 'grid_gd']
+    """
+    import re
+
+    return [name for name in re.findall(r"[^,\[]+(?:\[[^\]]*\])?", text) if name.strip()]
+
+
 def method_overrides(name, ratio):
     """The config overrides of method (or variant) ``name`` at scribble length ``ratio``."""
     from keras_regseg.losses.robust_ce import default_epsilon
@@ -209,7 +220,7 @@ def planned_cells(args):
     for ratio in ratios:
         if ratio not in RATIOS:
             raise SystemExit(f"error: --ratios: {ratio!r} is not among {', '.join(RATIOS)}")
-    methods = (args.methods.split(",") if args.methods
+    methods = (split_methods(args.methods) if args.methods
                else list(dict.fromkeys(m for r in ratios for m in plan.get(r, {}))))
     for method in methods:
         if parse_variant(method)[0] not in METHODS:

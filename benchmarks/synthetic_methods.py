@@ -21,7 +21,7 @@ import os
 import statistics
 
 import common
-from acdc import method_overrides, parse_variant
+from acdc import method_overrides, parse_variant, split_methods
 from ccnn_synthetic import budget, finished, mean_sd, pm
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs",
@@ -79,7 +79,7 @@ def main():
     if args.threads:   # before TensorFlow starts
         for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
             os.environ[name] = str(args.threads)
-    rows = args.rows.split(",") if args.rows else list(ROWS)
+    rows = split_methods(args.rows) if args.rows else list(ROWS)
     unknown = [r for r in rows if parse_variant(r)[0] not in ROWS]
     if unknown:
         parser.error(f"--rows: unknown row {unknown[0]!r}; expected among {', '.join(ROWS)}")
