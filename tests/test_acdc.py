@@ -8,7 +8,8 @@ import pytest
 import scipy.ndimage
 
 from keras_regseg.data.acdc import (ACDCSlices, ACDCVolumes, fold_patients, list_volume_files,
-                                    read_volume, zoom_nearest)
+                                    read_volume)
+from keras_regseg.data.zoom import zoom_nearest
 from keras_regseg.data.pipeline import make_training_dataset
 from keras_regseg.data.spec import IGNORE_INDEX, PAD_INDEX
 from keras_regseg.data.weak_labels import shorten_scribbles
@@ -248,7 +249,7 @@ def test_holdout_config_validates_on_held_out_patients(tmp_path):
 
 
 def test_shortened_scribbles_keep_one_click_per_scribble_through_the_resize(tmp_path):
-    from keras_regseg.data.acdc import zoom_nearest, zoom_seeds
+    from keras_regseg.data.zoom import zoom_nearest, zoom_seeds
     from keras_regseg.data.weak_labels import shorten_scribbles
 
     rng = np.random.default_rng(0)

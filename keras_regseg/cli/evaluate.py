@@ -6,10 +6,14 @@ Examples::
         --data-path ../shared/data/acdc/ACDC_training_volumes --fold 1 --size 128
     keras-regseg-evaluate --model saved_models/unet_acdc/1 --config configs/pce_acdc.yaml
     keras-regseg-evaluate --model runs/gd_voc/model.keras --images my/images --masks my/masks
+    keras-regseg-evaluate --model runs/my_mri/model.keras --config runs/my_mri/config.yaml \
+        --split test
 
-ACDC is scored by the WSL4MIS protocol (per-volume 3D Dice and HD95 on the
-test patients of the fold); 2D datasets by mIoU, pixel accuracy and trimap
-boundary accuracy; ``--images``/``--masks`` score a plain folder of images
+Only the scored split is read (``--split``; by default the split training
+validated on, but the test split of your own volumes). Volumes (ACDC, your
+NIfTI / h5 data) are scored by the WSL4MIS protocol (per-volume 3D Dice and
+HD95, in millimetres when the files give the voxel spacing); 2D datasets by
+mIoU, pixel accuracy and trimap boundary accuracy; ``--images``/``--masks`` score a plain folder of images
 against label PNGs of the same names (mIoU, pixel accuracy, per-class IoU and
 Dice). ``--model`` takes a ``.keras`` file or a SavedModel folder; a model
 whose channels or classes differ from the data's is refused. Per-class values
@@ -42,6 +46,8 @@ def build_parser():
     parser.add_argument("--data-path", help="folder of the dataset")
     parser.add_argument("--fold", type=int, help="ACDC fold, 1..5")
     parser.add_argument("--size", type=int, help="network input side (ACDC slices are resized to it)")
+    parser.add_argument("--split", help="the split to score (default: the validation split; "
+                             "data.test_split for volumes)")
     parser.add_argument("--images", help="a folder of images to score instead of a dataset")
     parser.add_argument("--masks", help="with --images: the folder of their label PNGs "
                                         "(same names; pixel values = classes)")
@@ -103,10 +109,10 @@ def run(args):
     if args.images is not None:
         metrics = evaluate_folders(args)
     else:
-        from keras_regseg.training.data_setup import build_training_data
+        from keras_regseg.training.data_setup import build_evaluation_data
         from keras_regseg.training.evaluation import evaluate_run
 
-        data = build_training_data(config.data)
+        data = build_evaluation_data(config.data, args.split)
         segmenter = load_checked_segmenter(args.model, data, unsafe=args.unsafe)
         metrics = evaluate_run(segmenter.predict, data)
     width = max(len(k) for k in metrics)

@@ -6,12 +6,19 @@ Examples::
     keras-regseg-predict --model saved_models/unet_acdc --input "scans/**/*.png" --output out \\
         --overlays
     keras-regseg-predict --model model.keras --input a.jpg b.jpg --output out --probabilities
+    keras-regseg-predict --model runs/my_mri/model.keras --config runs/my_mri/config.yaml \
+        --input scans/*.nii.gz --output predictions
 
 Outputs, one per image ``<name>.<ext>``:
 
     <output>/labels/<name>.png          palette PNG, pixel value = class index (VOC colours)
     <output>/probabilities/<name>.npy   float16 [H, W, K] softmax (--probabilities)
     <output>/overlays/<name>.png        the image blended with the class colours (--overlays)
+
+Volumes (NIfTI .nii / .nii.gz, h5) give label volumes instead:
+<output>/labels/<name>.nii.gz with the source's affine and header (h5: a
+``label`` dataset), read, normalized and resized as the run's config says
+(--config: data.normalization, data.slice_axis, data.size; --size overrides).
 
 Images of any size; greyscale and RGB files are converted to the network's
 channels. Unreadable files are skipped with a warning, and the exit status is
@@ -31,7 +38,7 @@ from keras_regseg.cli.help_text import description_and_epilog
 from keras_regseg.cli.quiet import load_tensorflow_quietly
 from keras_regseg.constants import MAX_IMAGE_PIXELS
 
-__all__ = ["build_parser", "main", "run"]
+__all__ = ["build_parser", "main", "predict_volumes", "run"]
 
 
 DESCRIPTION, EPILOG = description_and_epilog(__doc__)
@@ -51,6 +58,10 @@ def build_parser():
     parser.add_argument("--overlays", action="store_true",
                         help="also write the images blended with the class colours")
     parser.add_argument("--batch-size", type=int, default=8, help="images per network call")
+    parser.add_argument("--config", help="volumes: the run's config.yaml (data.normalization, "
+                                         "data.slice_axis, data.size)")
+    parser.add_argument("--size", type=int, help="volumes: the side slices are predicted at "
+                                                 "(default: the config's data.size)")
     parser.add_argument("--unsafe", action="store_true",
                         help="allow .keras files holding Python code and SavedModels holding "
                              "ops beyond tensor arithmetic (trusted files only)")
@@ -73,6 +84,14 @@ def run(args):
         raise FileNotFoundError(f"{args.model}: no such file or folder; expected a .keras file "
                                 "or a SavedModel folder.")
     load_tensorflow_quietly(args.verbose)
+    from keras_regseg.volume_prediction import find_volumes
+
+    volumes = [item for item in args.input if find_volumes([item])]
+    if volumes:
+        if len(volumes) != len(args.input):
+            raise ValueError("--input mixes volumes (.nii, .nii.gz, .h5) and images; predict "
+                             "them in separate calls.")
+        return predict_volumes(args)
     import tqdm
 
     from keras_regseg.prediction import SkippedImageWarning, predict_files  # loads TensorFlow
@@ -90,6 +109,24 @@ def run(args):
                                 max_pixels=args.max_pixels)
     print(summary)
     return 1 if summary.skipped else 0
+
+
+def predict_volumes(args):
+    """``--input`` volume files: label volumes with the settings of ``--config``."""
+    from keras_regseg.training.config import TrainConfig
+
+    from keras_regseg.volume_prediction import find_volumes, predict_volume_files
+
+    data = (TrainConfig.from_yaml(args.config) if args.config else TrainConfig()).data
+
+    paths = find_volumes(args.input)
+    if not paths:
+        raise FileNotFoundError(f"{args.input[0]}: no volume file found.")
+    size = args.size or (data.size if args.config else None)
+    print(predict_volume_files(args.model, paths, args.output, size=size,
+                               normalization=data.normalization, slice_axis=data.slice_axis,
+                               progress=not args.quiet, unsafe=args.unsafe))
+    return 0
 
 
 if __name__ == "__main__":

@@ -13,10 +13,13 @@ from keras_regseg.data.base import InMemorySource, SegmentationSource, tags_from
 from keras_regseg.data.pipeline import make_eval_dataset, make_training_dataset
 from keras_regseg.data.synthetic import SPLITS, SyntheticShapes
 from keras_regseg.data.voc import VOC_CLASS_NAMES, VOCFolder
+from keras_regseg.data.volume_files import list_subjects
+from keras_regseg.data.volumes import Volumes, VolumeSlices
 from keras_regseg.data.weak_labels import (scribbles_from_mask, shorten_scribbles,
                                            size_bits_from_mask, tags_from_mask)
 
 __all__ = ["ACDCSlices", "ACDCVolumes", "augment_sample", "Augmentation", "fold_patients",
            "InMemorySource", "make_eval_dataset", "make_training_dataset", "scribbles_from_mask",
            "SegmentationSource", "shorten_scribbles", "size_bits_from_mask", "spec", "SPLITS",
-           "SyntheticShapes", "tags_from_labels", "tags_from_mask", "VOC_CLASS_NAMES", "VOCFolder"]
+           "SyntheticShapes", "tags_from_labels", "tags_from_mask", "VOC_CLASS_NAMES", "VOCFolder",
+           "list_subjects", "Volumes", "VolumeSlices"]

@@ -27,10 +27,13 @@ from keras_regseg.methods import registry
 from keras_regseg.utils.yaml_files import load_yaml
 
 __all__ = ["ConfigError", "data_shape", "DataConfig", "DATASET_SHAPES", "DATASETS",
-           "DEFAULT_SHAPES", "DISTRIBUTE", "MAX_OPTION_VALUES", "ModelConfig", "OptimizerConfig",
-           "PRECISIONS", "TrainingConfig"]
+           "DEFAULT_SHAPES", "DISTRIBUTE", "INTENSITY_NORMALIZATIONS", "MAX_OPTION_VALUES",
+           "ModelConfig", "OptimizerConfig", "PRECISIONS", "TrainingConfig"]
 
-DATASETS = ("synthetic", "acdc", "voc", "folder")
+DATASETS = ("synthetic", "acdc", "voc", "folder", "volumes")
+INTENSITY_NORMALIZATIONS = ("percentile", "zscore", "minmax", "none")
+"""``data.normalization`` of volumes: ``keras_regseg.data.volume_files.INTENSITY_NORMALIZATIONS``,
+repeated so that validating a config does not import the data layer."""
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 PRECISIONS = ("none", "float16", "bfloat16")
 
@@ -63,7 +66,18 @@ class DataConfig:
     ``images/<id>.png|jpg``, ``scribbles/<id>.png``, optional ``masks/<id>.png``
     and ``splits/<split>.txt`` listing the ids of each split; it needs
     ``num_classes`` (``channels`` defaults to 3). ``unlabeled_value`` is the
-    scribble value meaning "no label" (VOC and folders).
+    scribble value meaning "no label" (VOC, folders and volumes).
+
+    ``name: volumes`` reads medical volumes of your own (NIfTI or h5, see
+    :mod:`keras_regseg.data.volume_files`): the same folder layout with one
+    volume per subject, or a ``manifest`` CSV; slices are resized to ``size``;
+    it needs ``num_classes``. ``normalization`` scales each volume's
+    intensities (``percentile``: clip to the 0.5 / 99.5 percentiles, then
+    [0, 1]; ``zscore``; ``minmax``; ``none``); ``slice_axis`` is the axis cut
+    into slices (default: the last for NIfTI, the first for h5); ``spacing``
+    the voxel size for files that carry none (HD95 is then in millimetres).
+    Training validates on ``val_split``; ``test_split`` is what
+    ``keras-regseg-evaluate --split`` scores by default.
     """
 
     name: str = "synthetic"
@@ -83,6 +97,11 @@ class DataConfig:
     holdout_patients: int = 0
     max_pixels: int = MAX_IMAGE_PIXELS
     boxes_file: typing.Optional[str] = None
+    test_split: str = "test"
+    manifest: typing.Optional[str] = None
+    normalization: str = "percentile"
+    slice_axis: typing.Optional[int] = None
+    spacing: typing.Optional[typing.List[float]] = None
 
 
 @dataclasses.dataclass
@@ -227,6 +246,16 @@ class _TrainConfigBase:
                 except ValueError as error:
                     raise ConfigError(f"{source}: {record.section}.{error}") from None
         _choice(source, "data.name", self.data.name, DATASETS)
+        _choice(source, "data.normalization", self.data.normalization,
+                INTENSITY_NORMALIZATIONS)
+        if self.data.slice_axis not in (None, 0, 1, 2):
+            raise ConfigError(f"{source}: data.slice_axis = {self.data.slice_axis}; expected "
+                              "null (the format's own), 0, 1 or 2.")
+        spacing = self.data.spacing
+        if spacing is not None and not (len(spacing) == 3 and all(
+                math.isfinite(v) and v > 0 for v in spacing)):
+            raise ConfigError(f"{source}: data.spacing = {_shown(spacing)}; expected null or "
+                              "three positive voxel sizes (file axis order).")
         _choice(source, "data.augmentation", self.data.augmentation,
                 ("medical", "wsl4mis", "natural", "none"))
         _choice(source, "training.distribute", self.training.distribute, DISTRIBUTE)
@@ -259,9 +288,16 @@ class _TrainConfigBase:
                               "expected 0..79 (of a fold's 80 training patients).")
         if self.data.name == "acdc" and not 1 <= self.data.fold <= 5:
             raise ConfigError(f"{source}: data.fold = {self.data.fold}; expected 1..5.")
-        if self.data.name == "folder" and self.data.num_classes is None:
+        if self.data.name in ("folder", "volumes") and self.data.num_classes is None:
             raise ConfigError(f"{source}: data.num_classes is required for data.name = "
-                              "'folder' (the number of classes its labels use).")
+                              f"{self.data.name!r} (the number of classes its labels use).")
+        if self.data.name == "volumes" and self.data.channels not in (None, 1):
+            raise ConfigError(f"{source}: data.channels = {self.data.channels}, but volumes "
+                              "are read as single-channel slices; leave data.channels out.")
+        if self.data.name == "volumes" and not (self.data.path or self.data.manifest):
+            raise ConfigError(f"{source}: data.path (the folder of images/, scribbles/, "
+                              "masks/, splits/) or data.manifest (a CSV) is required for "
+                              "data.name = 'volumes'.")
         if self.data.name in ("acdc", "voc", "folder") and not self.data.path:
             raise ConfigError(f"{source}: data.path is required for data.name = "
                               f"{self.data.name!r} (the folder holding the dataset).")
@@ -366,10 +402,12 @@ def _positive(source, key, value):
         raise ConfigError(f"{source}: {key} = {value!r}; expected a positive number.")
 
 
-DATASET_SHAPES = {"synthetic": None, "acdc": (4, 1), "voc": None, "folder": None}
+DATASET_SHAPES = {"synthetic": None, "acdc": (4, 1), "voc": None, "folder": None,
+                  "volumes": None}
 """``(num_classes, channels)`` fixed by a dataset, or None when the config may choose them."""
 
-DEFAULT_SHAPES = {"synthetic": (4, 1), "acdc": (4, 1), "voc": (21, 3), "folder": (None, 3)}
+DEFAULT_SHAPES = {"synthetic": (4, 1), "acdc": (4, 1), "voc": (21, 3), "folder": (None, 3),
+                  "volumes": (None, 1)}
 """``(num_classes, channels)`` of a dataset when the config leaves them out."""
 
 
