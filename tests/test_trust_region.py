@@ -115,6 +115,10 @@ def test_normalizations_differ_by_labeled_over_seed_pixels_and_unknown_ones_are_
     by_seed, by_labeled = (float(tf.reduce_mean(robust_cross_entropy(
         seeds, proposals, logits, 0.3, n))) for n in ("seeds", "labeled"))
     assert by_seed == pytest.approx(by_labeled * 36 / 3, rel=1e-5)
+    # The authors' normalization is per_term with the proposal term weighted #proposals / #seeds.
+    weighted = float(tf.reduce_mean(robust_cross_entropy(seeds, proposals, logits, 0.3,
+                                                         "per_term", proposal_weight=33 / 3)))
+    assert weighted == pytest.approx(by_seed, rel=1e-5)
     with pytest.raises(ValueError, match="normalization is 'pixels'"):
         robust_cross_entropy(seeds, proposals, logits, 0.3, "pixels")
     with pytest.raises(ValueError, match="normalization is 'pixels'"):

@@ -29,8 +29,8 @@ if typing.TYPE_CHECKING:   # names for the type hints only
 __all__ = ["ENERGIES", "METHOD", "search", "setup", "trust_region_pieces", "TrustRegionConfig"]
 
 ENERGIES = ("library", "authors")
-NORMALIZATIONS = ("seeds", "labeled", "per_term")   # keras_regseg.losses.robust_ce.NORMALIZATIONS, without
-                                        # importing TensorFlow to validate a config
+# keras_regseg.losses.robust_ce.NORMALIZATIONS, repeated: validating a config imports no TensorFlow
+NORMALIZATIONS = ("seeds", "labeled", "per_term")
 
 
 @dataclasses.dataclass
@@ -47,8 +47,9 @@ class TrustRegionConfig:
     K classes, see ``keras_regseg.losses.robust_ce.default_epsilon``);
     ``learn_epsilon`` fits it during training. ``normalization`` divides stage
     B's sum by the seed pixels (``seeds``, the authors'), by all labeled pixels
-    (``labeled``), or each term by its own pixels (``per_term``: pCE plus a mean
-    robust cross-entropy); see ``keras_regseg.losses.robust_ce``. ``overlap`` runs stage-A rounds
+    (``labeled``), or each term by its own pixels (``per_term``: pCE plus
+    ``proposal_weight`` times the mean robust cross-entropy); see
+    ``keras_regseg.losses.robust_ce``. ``overlap`` runs stage-A rounds
     after the first in the background. ``processes``: solver workers.
 
     ``energy: authors`` solves stage A as the authors' ``alpha_expansion.cpp``
@@ -67,6 +68,7 @@ class TrustRegionConfig:
     epsilon: typing.Optional[float] = None
     learn_epsilon: bool = False
     normalization: str = "seeds"
+    proposal_weight: float = 1.0
     every: int = 5
     max_iterations: int = 5
     overlap: bool = True
@@ -77,6 +79,7 @@ class TrustRegionConfig:
         check_finite_nonnegative("potts_weight", self.potts_weight)
         check_choice("energy", self.energy, ENERGIES)
         check_choice("normalization", self.normalization, NORMALIZATIONS)
+        check_positive("proposal_weight", self.proposal_weight)
         check_positive("every", self.every)
         check_positive("max_iterations", self.max_iterations)
         check(self.processes is None or self.processes >= 0, "processes", self.processes,
@@ -116,7 +119,8 @@ def trust_region_pieces(network: keras.Model, train_source: SegmentationSource,
     store = ProposalStore()
     model = TrustRegionModel(network, epsilon=tr_config.epsilon,
                              learn_epsilon=tr_config.learn_epsilon,
-                             normalization=tr_config.normalization)
+                             normalization=tr_config.normalization,
+                             proposal_weight=tr_config.proposal_weight)
     stage_a = StageA(train_source, network, store, every=every, batch_size=batch_size,
                      overlap=tr_config.overlap, warm_start=tr_config.warm_start,
                      pool=pool or shared_pool(tr_config.processes), progress=progress,

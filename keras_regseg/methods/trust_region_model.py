@@ -67,6 +67,7 @@ class TrustRegionModel(NetworkWrapper):
       normalization: the gradient step is d_B per seed pixel (``"seeds"``,
         the authors'), per labeled pixel (``"labeled"``) or each term per its
         own pixels (``"per_term"``), see :mod:`keras_regseg.losses.robust_ce`.
+      proposal_weight: with ``"per_term"``, the weight of the proposal term.
 
     Metrics: ``loss`` (d_B per labeled pixel, seeds and proposals: the scale
     of the other methods' cross-entropies, whatever the normalization of the
@@ -75,12 +76,13 @@ class TrustRegionModel(NetworkWrapper):
 
     def __init__(self, network: keras.Model, epsilon: float | None = None,
                  learn_epsilon: bool = False, normalization: str = "seeds",
-                 **kwargs: typing.Any):
+                 proposal_weight: float = 1.0, **kwargs: typing.Any):
         super().__init__(network, **kwargs)
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization is {normalization!r}; expected one of "
                              f"{NORMALIZATIONS}.")
         self.normalization = normalization
+        self.proposal_weight = float(proposal_weight)
         num_classes = network.output_shape[-1] if hasattr(network, "output_shape") else None
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"the network must output a static number K >= 2 of classes; got "
@@ -126,7 +128,7 @@ class TrustRegionModel(NetworkWrapper):
         """d_B per pixel (its mean is the normalized d_B) and the logged d_B per labeled pixel."""
         seeds, proposals, _ = unpack_proposal_targets(y)
         return {"loss": robust_cross_entropy(seeds, proposals, logits, self.epsilon,
-                                             self.normalization),
+                                             self.normalization, self.proposal_weight),
                 "logged_loss": robust_cross_entropy_per_labeled_pixel(seeds, proposals, logits,
                                                                        self.epsilon)}
 
@@ -140,6 +142,7 @@ class TrustRegionModel(NetworkWrapper):
             "epsilon": self.configured_epsilon,
             "learn_epsilon": self.learn_epsilon,
             "normalization": self.normalization,
+            "proposal_weight": self.proposal_weight,
         })
         return config
 
