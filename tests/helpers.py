@@ -94,3 +94,15 @@ def png_bytes(image, mode=None):
 def one_batch(source, **kwargs):
     options = dict(batch_size=1, shuffle=False, repeat=False, seed=0) | kwargs
     return next(iter(make_training_dataset(source, **options)))
+
+
+def tiny_run_config(data, output, batch_size=2):
+    """A ``TrainConfig`` of a few steps of a tiny UNet on ``data`` (a data section dict)."""
+    from keras_regseg.training.config import TrainConfig
+
+    return TrainConfig.from_dict({
+        "data": {"augmentation": "none", **data},
+        "model": {"name": "unet", "options": {"filters": [4, 8, 8], "dropout": 0.0}},
+        "training": {"iterations": 4, "steps_per_epoch": 2, "batch_size": batch_size,
+                     "num_grid_images": 2},
+        "output": str(output)})

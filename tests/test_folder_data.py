@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import tiny_run_config
 from keras_regseg.training.config import ConfigError, TrainConfig
 from keras_regseg.training.data_setup import build_training_data
 from keras_regseg.training.trainer import train
@@ -41,13 +42,9 @@ def make_folder(root, masks_for=("train", "val"), size=(40, 52)):
 
 
 def folder_config(root, tmp_path, **data):
-    return TrainConfig.from_dict({
-        "data": {"name": "folder", "path": str(root), "num_classes": 3, "channels": 1,
-                 "unlabeled_value": UNLABELED, "augmentation": "none", **data},
-        "model": {"name": "unet", "options": {"filters": [4, 8, 8], "dropout": 0.0}},
-        "training": {"iterations": 4, "steps_per_epoch": 2, "batch_size": 2,
-                     "num_grid_images": 2},
-        "output": str(tmp_path / "run")})
+    return tiny_run_config({"name": "folder", "path": str(root), "num_classes": 3,
+                            "channels": 1, "unlabeled_value": UNLABELED, **data},
+                           tmp_path / "run")
 
 
 def test_a_plain_folder_reads_its_splits_labels_and_unlabeled_value(tmp_path):

@@ -8,6 +8,7 @@ import nibabel
 import numpy as np
 import pytest
 
+from helpers import tiny_run_config
 from keras_regseg.cli import evaluate as evaluate_cli
 from keras_regseg.cli import predict as predict_cli
 from keras_regseg.data.volume_files import list_subjects, normalize_intensities
@@ -62,13 +63,9 @@ def make_volumes(root, masks_for=("val", "test")):
 
 
 def volume_config(root, tmp_path, **data):
-    return TrainConfig.from_dict({
-        "data": {"name": "volumes", "path": str(root), "num_classes": 3, "size": 32,
-                 "unlabeled_value": UNLABELED, "augmentation": "none", **data},
-        "model": {"name": "unet", "options": {"filters": [4, 8, 8], "dropout": 0.0}},
-        "training": {"iterations": 4, "steps_per_epoch": 2, "batch_size": 4,
-                     "num_grid_images": 2},
-        "output": str(tmp_path / "run")})
+    return tiny_run_config({"name": "volumes", "path": None if root is None else str(root),
+                            "num_classes": 3, "size": 32, "unlabeled_value": UNLABELED, **data},
+                           tmp_path / "run", batch_size=4)
 
 
 def test_a_volume_folder_gives_slices_of_its_split_with_the_unlabeled_value(tmp_path):
@@ -238,6 +235,11 @@ def test_a_manifest_lists_each_subject_once_and_evaluation_needs_masks(tmp_path)
 
 
 def test_config_checks_of_volumes():
+    from keras_regseg.data import volume_files
+    from keras_regseg.training import config
+
+    # repeated so that validating a config imports no data code: the two must agree
+    assert config.INTENSITY_NORMALIZATIONS == volume_files.INTENSITY_NORMALIZATIONS
     with pytest.raises(ConfigError, match="data.num_classes is required"):
         TrainConfig.from_dict({"data": {"name": "volumes", "path": "x"}})
     with pytest.raises(ConfigError, match="data.normalization = 'unit'"):

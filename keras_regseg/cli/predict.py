@@ -86,12 +86,12 @@ def run(args):
     load_tensorflow_quietly(args.verbose)
     from keras_regseg.volume_prediction import find_volumes
 
-    volumes = [item for item in args.input if find_volumes([item])]
-    if volumes:
-        if len(volumes) != len(args.input):
+    volumes_per_input = [find_volumes([item]) for item in args.input]
+    if any(volumes_per_input):
+        if not all(volumes_per_input):
             raise ValueError("--input mixes volumes (.nii, .nii.gz, .h5) and images; predict "
                              "them in separate calls.")
-        return predict_volumes(args)
+        return predict_volumes(args, [p for found in volumes_per_input for p in found])
     import tqdm
 
     from keras_regseg.prediction import SkippedImageWarning, predict_files  # loads TensorFlow
@@ -111,17 +111,13 @@ def run(args):
     return 1 if summary.skipped else 0
 
 
-def predict_volumes(args):
-    """``--input`` volume files: label volumes with the settings of ``--config``."""
+def predict_volumes(args, paths):
+    """Label volumes of the volume files ``paths`` with the settings of ``--config``."""
     from keras_regseg.training.config import TrainConfig
-
-    from keras_regseg.volume_prediction import find_volumes, predict_volume_files
+    from keras_regseg.volume_prediction import predict_volume_files
 
     data = (TrainConfig.from_yaml(args.config) if args.config else TrainConfig()).data
-
-    paths = find_volumes(args.input)
-    if not paths:
-        raise FileNotFoundError(f"{args.input[0]}: no volume file found.")
+    paths = list(dict.fromkeys(paths))
     size = args.size or (data.size if args.config else None)
     print(predict_volume_files(args.model, paths, args.output, size=size,
                                normalization=data.normalization, slice_axis=data.slice_axis,

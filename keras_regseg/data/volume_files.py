@@ -52,8 +52,8 @@ from keras_regseg.data.spec import IGNORE_INDEX
 from keras_regseg.data.voc import map_label_values, path_inside, read_split_file
 
 __all__ = ["H5_DATASETS", "INTENSITY_NORMALIZATIONS", "list_subjects", "MANIFEST_COLUMNS",
-           "nibabel_module", "normalize_intensities", "read_volume_array", "SubjectFiles", "VOLUME_EXTENSIONS",
-           "VOLUME_LAYOUT", "VolumeArray", "volume_kind", "volume_shape"]
+           "nibabel_module", "normalize_intensities", "read_volume_array", "SubjectFiles",
+           "VOLUME_EXTENSIONS", "VOLUME_LAYOUT", "VolumeArray", "volume_kind", "volume_shape"]
 
 VOLUME_EXTENSIONS = (".nii.gz", ".nii", ".h5")
 VOLUME_LAYOUT = dict(image_dir="images", scribble_dir="scribbles", mask_dir="masks",

@@ -116,6 +116,12 @@ def unpack_proposal_targets(y_true):
     return labels[..., 0], labels[..., 1], image
 
 
+def _seed_mask(seeds, num_classes):
+    """Pixels whose seed is a class (not unlabeled, not padding)."""
+    seeds = tf.cast(seeds, tf.int32)
+    return (seeds >= 0) & (seeds < num_classes)
+
+
 def robust_cross_entropy_terms(seeds, proposals, logits, epsilon):
     """``(per-pixel d_B [B, H, W], seed pixels, proposal pixels)``, unnormalized.
 
@@ -128,7 +134,7 @@ def robust_cross_entropy_terms(seeds, proposals, logits, epsilon):
     num_classes = int(log_f.shape[-1])
     seeds = tf.cast(seeds, tf.int32)
     proposals = tf.cast(proposals, tf.int32)
-    is_seed = (seeds >= 0) & (seeds < num_classes)
+    is_seed = _seed_mask(seeds, num_classes)
     is_proposal = ~is_seed & (proposals >= 0) & (proposals < num_classes)
     target = tf.where(is_seed, seeds, tf.where(is_proposal, proposals, 0))
     log_f_target = tf.gather(log_f, target, axis=-1, batch_dims=3)
@@ -158,8 +164,7 @@ def robust_cross_entropy(seeds: tf.Tensor, proposals: tf.Tensor, logits: tf.Tens
     per_pixel, num_seeds, num_proposals = robust_cross_entropy_terms(
         seeds, proposals, logits, epsilon)
     if normalization == "per_term":
-        num_classes = int(logits.shape[-1])
-        is_seed = (tf.cast(seeds, tf.int32) >= 0) & (tf.cast(seeds, tf.int32) < num_classes)
+        is_seed = _seed_mask(seeds, int(logits.shape[-1]))
         normalizer = tf.where(is_seed, tf.maximum(num_seeds, 1.0),
                               tf.maximum(num_proposals, 1.0) / proposal_weight)
     elif normalization == "labeled":
