@@ -15,7 +15,9 @@ difference, seed by seed, to the pCE row of the same scribble length:
 - ``ccnn_tags_from_subset``: pCE on the scribbles of 10 % of the images, then
   tags on all of them (few scribbles, many tags).
 
-Finished runs are reused (``runs/bench_ccnn_synthetic/<row>/seed<n>``).
+A row may carry config overrides, ``ccnn_box[box_slack=1000,balance_boxes=true]``
+(keys without a section are the method's). Finished runs are reused
+(``runs/bench_ccnn_synthetic/<row>/seed<n>``).
 
     python benchmarks/ccnn_synthetic.py [--quick] [--json PATH] [--rows a,b] [--seeds 0,1,2]
 """
@@ -25,6 +27,7 @@ import os
 import statistics
 
 import common
+from acdc import parse_variant, split_methods
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs",
                       "ccnn_synthetic.yaml")
@@ -47,6 +50,14 @@ ROWS = {
 }
 REFERENCE = {"pce_clicks": None, "clicks_size": "pce_clicks"}
 """Each row's paired reference (default ``pce``; ``None``: none)."""
+
+
+def row_overrides(name):
+    """The config overrides of a row or of a variant ``row[key=value,...]``."""
+    base, extra = parse_variant(name)
+    method = ROWS[base]["method"]
+    return {**ROWS[base], **{key.replace(f"{base}.", f"{method}.", 1): value
+                             for key, value in extra.items()}}
 
 
 def finished(folder):
@@ -78,7 +89,8 @@ def budget(base, seeds, quick, runs_name):
 
 def main():
     parser = common.parser(__doc__.split("\n")[0])
-    parser.add_argument("--rows", help=f"comma-separated, among {', '.join(ROWS)}")
+    parser.add_argument("--rows", help=f"comma-separated, among {', '.join(ROWS)} "
+                                       "(or row[key=value,...])")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--no-train", action="store_true",
                         help="table and JSON of the finished runs only")
@@ -86,8 +98,8 @@ def main():
     from keras_regseg.training.config import TrainConfig
     from keras_regseg.training.trainer import train
 
-    rows = args.rows.split(",") if args.rows else list(ROWS)
-    unknown = [r for r in rows if r not in ROWS]
+    rows = split_methods(args.rows) if args.rows else list(ROWS)
+    unknown = [r for r in rows if parse_variant(r)[0] not in ROWS]
     if unknown:
         parser.error(f"--rows: unknown row {unknown[0]!r}; expected among {', '.join(ROWS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -102,7 +114,7 @@ def main():
                 continue
             if metrics is None:
                 config = base.override(**{"output": folder, "training.seed": seed,
-                                          **ROWS[name]})
+                                          **row_overrides(name)})
                 metrics = train(config, verbose=0).metrics
             results.setdefault(name, {})[seed] = metrics
             print(f"{name} seed {seed}: mIoU {metrics['miou']:.4f}", flush=True)
@@ -111,7 +123,7 @@ def main():
         miou = [by_seed[s]["miou"] for s in seeds if s in by_seed]
         done = [s for s in seeds if s in by_seed]
         mean, sd = mean_sd(miou)
-        reference = REFERENCE.get(name, "pce")
+        reference = REFERENCE.get(parse_variant(name)[0], "pce")
         paired = None
         if reference and reference != name and reference in results:
             common_seeds = [s for s in done if s in results[reference]]
@@ -130,7 +142,7 @@ def main():
     common.write_json(args.json, {
         "budget": {"iterations": base.training.iterations, "batch": base.training.batch_size,
                    "size": base.data.size},
-        "ccnn": base.to_dict()["ccnn"], "rows": {n: ROWS[n] for n in rows},
+        "ccnn": base.to_dict()["ccnn"], "rows": {n: row_overrides(n) for n in rows},
         "quick": args.quick, "methods": table})
 
 

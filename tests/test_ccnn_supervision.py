@@ -11,7 +11,7 @@ from keras_regseg.data.base import InMemorySource
 from keras_regseg.data.pipeline import DictTargets, make_training_dataset, rasterize_boxes
 from keras_regseg.data.weak_labels import boxes_from_mask, class_sizes_from_mask
 from keras_regseg.losses.cross_entropy import PartialCrossEntropy
-from keras_regseg.methods.ccnn_constraints import tag_constraints
+from keras_regseg.methods.ccnn_constraints import HARD_SLACK, tag_constraints
 from keras_regseg.methods.ccnn_dual import solve_dual
 from keras_regseg.methods.ccnn_model import CCNNModel
 from keras_regseg.training.config import ConfigError, TrainConfig
@@ -103,6 +103,60 @@ def test_box_constraints_hold_on_a_feasible_problem():
     assert latent[box[0, 0] == 0].max() == 0.0
 
 
+def test_a_small_box_is_met_as_closely_as_the_image():
+    # A box of 16 of 4096 cells: its bound's violation is read against the box, so a
+    # tolerance of 1e-3 leaves 0.1 % of the box short, not 0.1 % of the image (4 cells).
+    logits = np.zeros((1, 64, 64, 2), np.float32)
+    logits[..., 0] = 4.0
+    box = np.zeros((1, 1, 64, 64), np.float32)
+    box[0, 0, 10:14, 20:24] = 1.0
+    constraints = tag_constraints(np.ones((1, 2), np.float32)).with_box_masks(
+        box, [[1]], inside_fraction=0.7, slack=HARD_SLACK)
+    solution = solve_dual(logits, constraints, tolerance=1e-3, jit_compile=False)
+    latent = solution.latent.numpy()[0, ..., 1]
+    assert latent[box[0, 0] > 0].mean() >= 0.7 * (1 - 1e-3) - 1e-6
+    assert bool(solution.converged.numpy()[0])
+
+
+def test_a_soft_box_bound_caps_how_far_a_box_lifts_its_class():
+    logits = np.zeros((1, 16, 16, 2), np.float32)
+    logits[..., 0] = 4.0
+    box = np.zeros((1, 1, 16, 16), np.float32)
+    box[0, 0, 4:8, 4:8] = 1.0
+
+    def box_mass(slack):   # (no tags: the box bound is the only one)
+        constraints = tag_constraints(np.zeros((1, 2), np.float32)).with_box_masks(
+            box, [[1]], inside_fraction=0.7, slack=slack)
+        latent = solve_dual(logits, constraints, jit_compile=False).latent.numpy()[0, ..., 1]
+        return latent[box[0, 0] > 0].mean()
+
+    # Slack 2 adds at most 2 logits: sigmoid(2 - 4) = 0.12 of the box, far from 0.7.
+    assert box_mass(2.0) < 0.2
+    assert box_mass(HARD_SLACK) >= 0.7 - 1e-3
+
+
+def test_balanced_boxes_weigh_box_cells_and_the_rest_as_two_terms():
+    images, _ = seeded_batch()
+    boxes = [boxes_from_mask(m, CLASSES, 3) for m in two_object_masks()]
+    y = {"box_classes": np.stack([c for _, c in boxes]),
+         "box_masks": np.stack([rasterize_boxes(tf.constant(b), 16, 16).numpy()
+                                for b, _ in boxes]).astype(np.float32)}
+    model = CCNNModel(helpers.tiny_network(0, 16), downscale=2, solver_jit_compile=False,
+                      balance_boxes=True)
+    logits = model(images)
+    latent, coarse, _ = model.latent_targets(y, logits)
+    latent_ce = -np.sum(latent.numpy() * tf.nn.log_softmax(coarse).numpy(), axis=-1)
+    in_box = model.coarse_mean(y["box_masks"]).numpy().max(-1) > 0
+    assert 0 < in_box.mean() < 0.7
+    loss = model.loss_terms(y, logits)["loss"]
+    assert float(tf.reduce_mean(loss)) == pytest.approx(
+        latent_ce[in_box].mean() + latent_ce[~in_box].mean(), rel=1e-5)
+    # Off by default: one mean over all cells.
+    model.balance_boxes = False
+    assert float(tf.reduce_mean(model.loss_terms(y, logits)["loss"])) == pytest.approx(
+        latent_ce.mean(), rel=1e-5)
+
+
 def seeded_batch():
     masks = two_object_masks()
     seeds = np.full_like(masks, 255)
@@ -170,6 +224,10 @@ def test_bad_ccnn_supervision_is_refused_clearly():
         config.override(**{"ccnn.tags": False})
     with pytest.raises(ConfigError, match="box_fraction"):
         config.override(**{"ccnn.box_fraction": [0.5, "x"]})
+    with pytest.raises(ConfigError, match="box_slack"):
+        config.override(**{"ccnn.box_slack": -1.0})
+    with pytest.raises(ValueError, match="box_slack"):
+        CCNNModel(helpers.tiny_network(0, 16), box_slack=float("inf"))
     with pytest.raises(ValueError, match="one per class"):
         CCNNModel(helpers.tiny_network(0, 16), box_fraction=[0.5, 0.5])
     model = CCNNModel(helpers.tiny_network(0, 16), downscale=2, solver_jit_compile=False)

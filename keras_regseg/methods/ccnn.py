@@ -28,7 +28,9 @@ class CCNNConfig:
     Kervadec et al.), ``boxes`` (at least ``box_fraction`` of each box takes its
     class, one number or one per class; the boxes of the samples, or one per
     connected component of each class of the dense masks, at most
-    ``max_boxes``), ``seeds`` (the scribbles or clicks: kept exactly, with the
+    ``max_boxes``; ``box_slack`` caps the logit bias a box bound can add, 1000
+    makes it hard; ``balance_boxes`` weighs the cells inside boxes as much as
+    those outside), ``seeds`` (the scribbles or clicks: kept exactly, with the
     partial cross-entropy on them).
 
     Tag bounds are fractions of the image, the paper's defaults (Pascal VOC):
@@ -45,6 +47,8 @@ class CCNNConfig:
     size_margin: float = 0.1
     box_fraction: typing.Union[float, typing.List[float]] = 0.75
     max_boxes: int = 8
+    box_slack: float = 2.0
+    balance_boxes: bool = False
     size_bits: bool = False
     downscale: int = 8
     foreground_lower: float = 0.05
@@ -65,6 +69,8 @@ class CCNNConfig:
                      else [self.box_fraction])
         check(all(isinstance(f, (int, float)) and 0.0 <= f <= 1.0 for f in fractions),
               "box_fraction", self.box_fraction, "a fraction in [0, 1] or a list, one per class")
+        check(isinstance(self.box_slack, (int, float)) and 0.0 <= self.box_slack < float("inf"),
+              "box_slack", self.box_slack, "a finite number >= 0")
         check(isinstance(self.max_boxes, int) and self.max_boxes >= 1, "max_boxes",
               self.max_boxes, "an integer >= 1")
         check(0.0 <= self.background_lower <= self.background_upper <= 1.0,
@@ -99,7 +105,8 @@ def setup(config, network, data=None):
     ccnn = config.ccnn
     model = CCNNModel(network, constraints=ccnn.constraints(), downscale=ccnn.downscale,
                       max_iterations=ccnn.max_iterations, tolerance=ccnn.tolerance,
-                      size_margin=ccnn.size_margin, box_fraction=ccnn.box_fraction)
+                      size_margin=ccnn.size_margin, box_fraction=ccnn.box_fraction,
+                      box_slack=ccnn.box_slack, balance_boxes=ccnn.balance_boxes)
     return MethodSetup(model, None, ccnn.targets())
 
 

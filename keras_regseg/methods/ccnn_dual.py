@@ -20,8 +20,8 @@ with a minus sign; forbidden (suppressed) entries are removed from the softmax
 image (x1.1 after a step that does not decrease ``L``, x0.5 and the step
 rejected otherwise, as the authors' code), inside ``tf.while_loop`` so it runs
 as one graph op in ``train_step``. Images stop when the projected gradient is
-below ``tolerance`` (a fraction of the image's pixels), when the step can no
-longer change ``L`` in float32, or at ``max_iterations``.
+below ``tolerance`` (a fraction of each bound's region: the image, or a box),
+when the step can no longer change ``L`` in float32, or at ``max_iterations``.
 
 Numerics and speed: logits are floored at 60 below each pixel's largest
 allowed logit (a change below ``e^-60`` in the softmax) so that every factor
@@ -102,8 +102,10 @@ def solve_dual(logits: tf.Tensor, constraints: ConstraintSet, max_iterations: in
         constraints: a :class:`~keras_regseg.methods.ccnn_constraints.ConstraintSet`
             for the same ``B``, ``K`` and grid.
         max_iterations: iteration cap (the authors' code: 3000).
-        tolerance: stop when every bound's projected gradient (its violation, in
-            fractions of the image) is below this.
+        tolerance: stop when every bound's projected gradient (its violation) is
+            below this fraction of the bound's region: of the image for class
+            bounds, of the region (at least one cell) for region bounds, so that a
+            box of 1 % of the image is met as closely as the whole image.
         initial_step: first step of each image, in logits per unit of violation.
         jit_compile: compile the solver with XLA (one compilation per input
             shape). XLA fuses each iteration's element-wise work into single
@@ -175,6 +177,7 @@ def _solve(logits, constraints, max_iterations, tolerance, initial_step, spatial
     state = dual.state(mu)
     value = tf.zeros([batch])
     step = tf.fill([batch], initial_step)
+    tolerance = tolerance * problem.row_scale
     done = _converged(mu, state["gradient"], cap, tolerance)
     iterations = tf.zeros([batch], tf.int32)
 
@@ -239,7 +242,7 @@ def _converged(mu, grad, cap, tolerance):
     stuck_low = tf.logical_and(mu <= 0.0, grad < 0.0)
     stuck_high = tf.logical_and(mu >= cap, grad > 0.0)
     projected = tf.where(tf.logical_or(stuck_low, stuck_high), 0.0, grad)
-    return tf.reduce_max(tf.abs(projected), axis=-1) <= tolerance
+    return tf.reduce_all(tf.abs(projected) <= tolerance, axis=-1)
 
 
 def _log_ratio(relative_change, direct):
@@ -257,6 +260,8 @@ class _Problem:
         self.n = tf.cast(n, tf.float32)
         bound = [constraints.lower, -constraints.upper]
         cap = [constraints.lower_slack, constraints.upper_slack]
+        # Each row's size as a fraction of the image: its violations are read against it.
+        scale = [tf.ones_like(constraints.lower), tf.ones_like(constraints.upper)]
         self.regions = constraints.regions
         if self.regions is not None:
             regions = self.regions
@@ -266,8 +271,11 @@ class _Problem:
             self.region_senses = regions.senses
             bound.append(regions.senses * regions.bounds)
             cap.append(regions.slacks)
+            area = tf.reduce_sum(self.region_masks, axis=-1) / self.n
+            scale.append(tf.clip_by_value(area, 1.0 / self.n, 1.0))
         self.bound = tf.concat([tf.cast(b, tf.float32) for b in bound], axis=-1)
         self.cap = tf.concat([tf.cast(c, tf.float32) for c in cap], axis=-1)
+        self.row_scale = tf.concat([tf.cast(c, tf.float32) for c in scale], axis=-1)
 
     def class_bias(self, mu):
         """Bias of each class from the whole-image bounds, ``[B, K]`` (linear in mu)."""

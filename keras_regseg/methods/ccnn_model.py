@@ -109,6 +109,14 @@ class CCNNModel(NetworkWrapper):
         box_fraction: fraction of a box its class fills at least: one number, or
             one per class (a ring such as the myocardium fills less of its box
             than a disc).
+        box_slack: slack weight of the box bounds, the largest logit bias a box
+            can add to its class (:data:`~keras_regseg.methods.ccnn_constraints.HARD_SLACK`:
+            the bound is met whatever the network says).
+        balance_boxes: the cross-entropy to the latent distribution is the mean
+            over the cells inside boxes plus the mean over the other cells, so
+            that small boxes weigh as much as the background around them (by
+            default, one mean over all cells: boxes of 1-3 % of the image then
+            count for 1-3 % of the loss).
         max_iterations, tolerance, initial_step, solver_jit_compile: passed to
             :func:`~keras_regseg.methods.ccnn_dual.solve_dual`.
         **kwargs: ``keras.Model`` arguments (``name``, ...).
@@ -122,6 +130,7 @@ class CCNNModel(NetworkWrapper):
                  downscale: int = 8, max_iterations: int = 3000, tolerance: float = 1e-3,
                  initial_step: float = 10.0, solver_jit_compile: bool = True,
                  size_margin: float = 0.1, box_fraction: float | Sequence[float] = 0.75,
+                 box_slack: float = 2.0, balance_boxes: bool = False,
                  **kwargs: typing.Any):
         super().__init__(network, **kwargs)
         if not 0.0 <= float(size_margin) <= 1.0:
@@ -134,7 +143,11 @@ class CCNNModel(NetworkWrapper):
                 None, len(box_fraction)):
             raise ValueError(f"box_fraction has {len(box_fraction)} values; expected one "
                              f"per class ({self.num_classes}) or a single number.")
+        if not 0.0 <= float(box_slack) < float("inf"):
+            raise ValueError(f"box_slack must be finite and >= 0; got {box_slack!r}.")
         self.size_margin = float(size_margin)
+        self.box_slack = float(box_slack)
+        self.balance_boxes = bool(balance_boxes)
         self.box_fraction = (float(box_fraction) if isinstance(box_fraction, (int, float))
                              else [float(f) for f in box_fraction])
         if isinstance(downscale, bool) or int(downscale) != downscale or downscale < 1:
@@ -216,7 +229,7 @@ class CCNNModel(NetworkWrapper):
                 # (indices clipped: with_box_masks names out-of-range classes itself)
                 masks, classes, tf.gather(fraction, tf.clip_by_value(classes, 0,
                                                                      self.num_classes - 1)),
-                self.constraint_config.foreground_slack)
+                self.box_slack)
         if "seeds" in targets:
             constraints = constraints.with_seeds(self.seed_cells(targets["seeds"])[1])
         return constraints
@@ -240,15 +253,21 @@ class CCNNModel(NetworkWrapper):
         latent_ce = self.latent_loss.call(latent, coarse)
         terms = {"ccnn_violation": solution.violation,
                  "ccnn_iterations": tf.cast(solution.iterations, tf.float32)}
-        if not (isinstance(y, dict) and "seeds" in y):
-            return dict(terms, loss=latent_ce)
-        seeds = tf.cast(y["seeds"], tf.int32)
+        targets = y if isinstance(y, dict) else {}
+        # Cell groups whose latent cross-entropy is averaged separately, each one term.
+        groups = [tf.ones_like(latent_ce)]
+        if self.balance_boxes and "box_masks" in targets:
+            in_box = tf.cast(tf.reduce_max(self.coarse_mean(targets["box_masks"]), axis=-1) > 0,
+                             tf.float32)
+            groups = [in_box, 1.0 - in_box]
+        if "seeds" not in targets:
+            return dict(terms, loss=latent_ce * _group_weights(groups))
+        seeds = tf.cast(targets["seeds"], tf.int32)
         free = 1.0 - tf.cast(self.seed_cells(seeds)[0], tf.float32)
         # The latent term is a mean over the cells without seeds of the global batch, the
         # seed term pCE's mean over seed pixels: each counts as one term of the sum.
-        cells = replica_sum(tf.cast(tf.size(free), tf.float32))
-        latent_mean = tf.reduce_mean(latent_ce * free, axis=[1, 2]) * (
-            cells / tf.maximum(replica_sum(tf.reduce_sum(free)), 1.0))
+        weights = _group_weights([group * free for group in groups])
+        latent_mean = tf.reduce_mean(latent_ce * weights, axis=[1, 2])
         seed_ce = masked_cross_entropy(seeds, tf.nn.log_softmax(tf.cast(logits, tf.float32)))
         return dict(terms, loss=seed_ce + latent_mean[:, None, None])
 
@@ -290,5 +309,15 @@ class CCNNModel(NetworkWrapper):
             "solver_jit_compile": self.solver_jit_compile,
             "size_margin": self.size_margin,
             "box_fraction": self.box_fraction,
+            "box_slack": self.box_slack,
+            "balance_boxes": self.balance_boxes,
         })
         return config
+
+
+def _group_weights(groups):
+    """Per-cell weights under which the mean over the global batch's cells is the sum,
+    over ``groups`` (0/1 cell masks ``[B, h, w]``), of the mean over each group's cells."""
+    cells = replica_sum(tf.cast(tf.size(groups[0]), tf.float32))
+    return tf.add_n([group * (cells / tf.maximum(replica_sum(tf.reduce_sum(group)), 1.0))
+                     for group in groups])
