@@ -20,6 +20,7 @@ A row may carry config overrides, ``ccnn_box[box_slack=1000,balance_boxes=true]`
 (``runs/bench_ccnn_synthetic/<row>/seed<n>``).
 
     python benchmarks/ccnn_synthetic.py [--quick] [--json PATH] [--rows a,b] [--seeds 0,1,2]
+        [--threads N]
 """
 
 import json
@@ -92,9 +93,11 @@ def main():
     parser.add_argument("--rows", help=f"comma-separated, among {', '.join(ROWS)} "
                                        "(or row[key=value,...])")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--threads", type=int, help="cores for TensorFlow")
     parser.add_argument("--no-train", action="store_true",
                         help="table and JSON of the finished runs only")
     args = parser.parse_args()
+    common.limit_threads(args.threads)
     from keras_regseg.training.config import TrainConfig
     from keras_regseg.training.trainer import train
 

@@ -19,6 +19,13 @@ def parser(description):
     return result
 
 
+def limit_threads(threads):
+    """Run TensorFlow on ``threads`` cores (``None``: all); call before TensorFlow starts."""
+    if threads:
+        for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+            os.environ[name] = str(threads)
+
+
 def median_time(function, repeats, warmup=1):
     """Median wall time of ``function()`` over ``repeats`` calls after ``warmup`` calls."""
     for _ in range(warmup):

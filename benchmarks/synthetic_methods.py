@@ -76,9 +76,7 @@ def main():
     parser.add_argument("--no-train", action="store_true",
                         help="table and JSON of the finished runs only")
     args = parser.parse_args()
-    if args.threads:   # before TensorFlow starts
-        for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
-            os.environ[name] = str(args.threads)
+    common.limit_threads(args.threads)
     rows = split_methods(args.rows) if args.rows else list(ROWS)
     unknown = [r for r in rows if parse_variant(r)[0] not in ROWS]
     if unknown:
