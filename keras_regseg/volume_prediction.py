@@ -51,23 +51,33 @@ class VolumePredictionSummary:
         return f"predicted {len(self.predicted)} volume(s) into {self.output_dir}"
 
 
-def find_volumes(inputs: Sequence[str]) -> list[str]:
+def find_volumes(inputs: Sequence[str], skip_folder: str | None = None) -> list[str]:
     """The volume files (NIfTI, h5) named by ``inputs``: files, folders (walked) or globs.
+
+    Folders are walked without entering ``skip_folder`` (the output folder, so
+    that label volumes written by an earlier run are not taken for scans).
 
     >>> import tempfile
     >>> folder = tempfile.mkdtemp()
     >>> for name in ("b.nii.gz", "a.h5", "notes.txt"):
     ...     _ = open(os.path.join(folder, name), "w")
-    >>> [os.path.basename(p) for p in find_volumes([folder])]
+    >>> os.makedirs(os.path.join(folder, "out", "labels"))
+    >>> _ = open(os.path.join(folder, "out", "labels", "b.nii.gz"), "w")
+    >>> [os.path.basename(p) for p in find_volumes([folder], skip_folder=os.path.join(folder, "out"))]
     ['a.h5', 'b.nii.gz']
     """
     import glob
 
+    skip = None if skip_folder is None else os.path.realpath(skip_folder)
     found = []
     for item in map(os.fspath, inputs):
         if os.path.isdir(item):
-            found += sorted(os.path.join(folder, name) for folder, _, names in os.walk(item)
-                            for name in names if volume_kind(name))
+            in_folder = []
+            for folder, subfolders, names in os.walk(item):
+                subfolders[:] = [d for d in subfolders
+                                 if os.path.realpath(os.path.join(folder, d)) != skip]
+                in_folder += [os.path.join(folder, name) for name in names if volume_kind(name)]
+            found += sorted(in_folder)
         elif os.path.isfile(item):
             found += [item] if volume_kind(item) else []
         else:

@@ -171,6 +171,16 @@ def test_train_evaluate_on_the_test_split_alone_and_predict_nifti(tmp_path, caps
     assert set(np.unique(np.asarray(labels.dataobj))) <= {0, 1, 2}
     assert "predicted 1 volume(s)" in capsys.readouterr().out
 
+    # An output folder inside the input folder: a second run does not take the label
+    # volumes of the first for scans.
+    images = os.path.join(root, "images")
+    scans = len(os.listdir(images))
+    for _ in range(2):
+        assert predict_cli.main(["--model", str(tmp_path / "run" / "model.keras"), "--config",
+                                 str(tmp_path / "run" / "config.yaml"), "--input", images,
+                                 "--output", os.path.join(images, "predicted"), "--quiet"]) == 0
+        assert f"predicted {scans} volume(s)" in capsys.readouterr().out
+
 
 # --- bad input: one clear error naming the subject and the file -----------------------------
 

@@ -86,7 +86,7 @@ def run(args):
     load_tensorflow_quietly(args.verbose)
     from keras_regseg.volume_prediction import find_volumes
 
-    volumes_per_input = [find_volumes([item]) for item in args.input]
+    volumes_per_input = [find_volumes([item], skip_folder=args.output) for item in args.input]
     if any(volumes_per_input):
         if not all(volumes_per_input):
             raise ValueError("--input mixes volumes (.nii, .nii.gz, .h5) and images; predict "
