@@ -13,7 +13,10 @@ and traced once (a warm-up fit), then the methods alternate over ``repeats``
 windows; medians are reported. Stage A is timed both overlapped with training
 (background thread, the default) and blocking.
 
-    python benchmarks/tr_epoch_time.py [--quick] [--json PATH]
+``--energy authors`` times stage A with the trust-region authors' energy and
+their warm start from the previous round (``trust_region.energy: authors``).
+
+    python benchmarks/tr_epoch_time.py [--quick] [--json PATH] [--energy library|authors]
 """
 
 import statistics
@@ -45,7 +48,7 @@ def network(seed=0):
 class Runner:
     """One compiled model of a method and its training pipeline; :meth:`window` times M epochs."""
 
-    def __init__(self, method, source, every, overlap=True):
+    def __init__(self, method, source, every, overlap=True, energy="library"):
         self.every, self.steps = every, len(source) // BATCH
         net = network()
         optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
@@ -56,7 +59,8 @@ class Runner:
         else:
             store = ProposalStore()
             stage_a = StageA(source, net, store, every=every, batch_size=BATCH, overlap=overlap,
-                             progress=False, pool=shared_pool())
+                             progress=False, pool=shared_pool(), energy=energy,
+                             warm_start=energy == "authors")
             stage_a.run_round()                       # proposals exist: windows start at epoch M
             self.store, self.overlap = store, overlap
             self.model = TrustRegionModel(net)
@@ -86,14 +90,17 @@ class Runner:
 
 
 def main():
-    args = common.parser(__doc__.split("\n")[0]).parse_args()
+    parser = common.parser(__doc__.split("\n")[0])
+    parser.add_argument("--energy", choices=("library", "authors"), default="library",
+                        help="stage-A energy (authors: with their warm start)")
+    args = parser.parse_args()
     count, every, repeats = (48, 2, 2) if args.quick else (160, 5, 3)
     source = SyntheticShapes(num_samples=count, size=SIDE, channels=1, num_classes=CLASSES,
                              split="train")
     shared_pool()                                     # start the workers outside the timings
     runners = {"pce": Runner("pce", source, every),
-               "tr_overlap": Runner("tr", source, every, overlap=True),
-               "tr_blocking": Runner("tr", source, every, overlap=False)}
+               "tr_overlap": Runner("tr", source, every, overlap=True, energy=args.energy),
+               "tr_blocking": Runner("tr", source, every, overlap=False, energy=args.energy)}
     times = {name: [] for name in runners}
     for _ in range(repeats):
         for name, runner in runners.items():
@@ -106,7 +113,7 @@ def main():
     result = {
         "tr_over_pce_epoch_time": epoch["tr_overlap"] / epoch["pce"],
         "tr_blocking_over_pce_epoch_time": epoch["tr_blocking"] / epoch["pce"],
-        "seconds_per_epoch": epoch, "images": count, "every": every, "side": SIDE,
+        "seconds_per_epoch": epoch, "energy": args.energy, "images": count, "every": every, "side": SIDE,
         "batch": BATCH, "repeats": repeats, "quick": bool(args.quick),
     }
     common.write_json(args.json, result)
