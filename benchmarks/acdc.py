@@ -77,7 +77,7 @@ METHODS = {
     "adm": {"method": "adm"},
     "trust_region": {"method": "trust_region"},
     "tr_authors": {"method": "trust_region", "trust_region.energy": "authors",
-                   "trust_region.warm_start": True},
+                   "trust_region.warm_start": True, "trust_region.normalization": "seeds"},
     # Image-level tags only, from scratch (bounds of configs/ccnn_acdc.yaml).
     "ccnn_tags": {"method": "ccnn", **CCNN_ACDC},
     "ccnn_size": {"method": "ccnn", **CCNN_ACDC, "ccnn.size_bits": True},

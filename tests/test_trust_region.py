@@ -178,7 +178,7 @@ def stage_b_batch(size=16):
 
 def test_train_step_is_one_sgd_step_on_d_b():
     images, y = stage_b_batch()
-    model = TrustRegionModel(tiny_network(), epsilon=0.4)
+    model = TrustRegionModel(tiny_network(), epsilon=0.4, normalization="seeds")
     model.compile(optimizer=keras.optimizers.SGD(0.5))
     reference = tiny_network()
     reference.set_weights(model.network.get_weights())
@@ -519,3 +519,15 @@ def test_authors_energy_trains_end_to_end_from_the_config(tmp_path):
     assert all(np.isfinite(v) and v < 5 for v in history["loss"])   # per labeled pixel
     with pytest.raises(ConfigError, match=r"trust_region\.energy"):
         TrainConfig.from_dict({"trust_region": {"energy": "exact"}}, source="x.yaml")
+
+
+def test_the_model_and_the_config_share_stage_b_defaults():
+    import inspect
+
+    from keras_regseg.methods.trust_region import TrustRegionConfig
+
+    parameters = inspect.signature(TrustRegionModel).parameters
+    config = TrustRegionConfig()
+    assert (config.normalization, config.proposal_weight) == ("per_term", 30.0)
+    assert parameters["normalization"].default == config.normalization
+    assert parameters["proposal_weight"].default == config.proposal_weight

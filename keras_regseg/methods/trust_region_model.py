@@ -46,6 +46,7 @@ from keras_regseg.losses.robust_ce import (NORMALIZATIONS, check_epsilon, defaul
                                            max_epsilon, robust_cross_entropy,
                                            robust_cross_entropy_per_labeled_pixel,
                                            unpack_proposal_targets)
+from keras_regseg.methods.trust_region import DEFAULT_NORMALIZATION, DEFAULT_PROPOSAL_WEIGHT
 from keras_regseg.methods.trust_region_stage_a import release_stage_a
 from keras_regseg.methods.wrapper import NetworkWrapper
 
@@ -66,8 +67,11 @@ class TrustRegionModel(NetworkWrapper):
       learn_epsilon: fit ``epsilon`` with the network (the learnable error model).
       normalization: the gradient step is d_B per seed pixel (``"seeds"``,
         the authors'), per labeled pixel (``"labeled"``) or each term per its
-        own pixels (``"per_term"``), see :mod:`keras_regseg.losses.robust_ce`.
-      proposal_weight: with ``"per_term"``, the weight of the proposal term.
+        own pixels (``"per_term"``, the default), see
+        :mod:`keras_regseg.losses.robust_ce`.
+      proposal_weight: with ``"per_term"``, the weight of the proposal term
+        (default 30: :data:`~keras_regseg.methods.trust_region.DEFAULT_PROPOSAL_WEIGHT`
+        says why).
 
     Metrics: ``loss`` (d_B per labeled pixel, seeds and proposals: the scale
     of the other methods' cross-entropies, whatever the normalization of the
@@ -75,8 +79,8 @@ class TrustRegionModel(NetworkWrapper):
     """
 
     def __init__(self, network: keras.Model, epsilon: float | None = None,
-                 learn_epsilon: bool = False, normalization: str = "seeds",
-                 proposal_weight: float = 1.0, **kwargs: typing.Any):
+                 learn_epsilon: bool = False, normalization: str = DEFAULT_NORMALIZATION,
+                 proposal_weight: float = DEFAULT_PROPOSAL_WEIGHT, **kwargs: typing.Any):
         super().__init__(network, **kwargs)
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization is {normalization!r}; expected one of "
