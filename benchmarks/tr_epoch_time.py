@@ -113,8 +113,8 @@ def main():
     result = {
         "tr_over_pce_epoch_time": epoch["tr_overlap"] / epoch["pce"],
         "tr_blocking_over_pce_epoch_time": epoch["tr_blocking"] / epoch["pce"],
-        "seconds_per_epoch": epoch, "energy": args.energy, "images": count, "every": every, "side": SIDE,
-        "batch": BATCH, "repeats": repeats, "quick": bool(args.quick),
+        "seconds_per_epoch": epoch, "energy": args.energy, "images": count, "every": every,
+        "side": SIDE, "batch": BATCH, "repeats": repeats, "quick": bool(args.quick),
     }
     common.write_json(args.json, result)
 

@@ -260,8 +260,9 @@ class CCNNModel(NetworkWrapper):
             in_box = tf.cast(tf.reduce_max(self.coarse_mean(targets["box_masks"]), axis=-1) > 0,
                              tf.float32)
             groups = [in_box, 1.0 - in_box]
-        if "seeds" not in targets:
-            return dict(terms, loss=latent_ce * _group_weights(groups))
+        if "seeds" not in targets:   # (one group: the plain mean, no cross-replica sums)
+            return dict(terms, loss=latent_ce if len(groups) == 1
+                        else latent_ce * _group_weights(groups))
         seeds = tf.cast(targets["seeds"], tf.int32)
         free = 1.0 - tf.cast(self.seed_cells(seeds)[0], tf.float32)
         # The latent term is a mean over the cells without seeds of the global batch, the
