@@ -2,7 +2,8 @@
 
 :class:`ADMModel` wraps the network; its ``train_step`` solves the latent
 labeling by alpha-expansion (in worker processes) and trains on pCE plus the
-cross-entropy to it. Packed targets carry the image for the Potts term.
+cross-entropy to it. The targets are a dict of the seeds and the image (the
+Potts term's edge weights).
 Run: ``python examples/fit_adm.py``
 """
 
@@ -16,7 +17,7 @@ from toy_data import disk_iou, make_data
 
 def main(epochs=20):
     images, scribbles, masks = make_data()
-    targets = krs.losses.pack_targets(scribbles, images)
+    targets = {"seeds": scribbles, "image": images}
     dataset = tf.data.Dataset.from_tensor_slices((images, targets)).shuffle(32, seed=0).batch(8)
     model = krs.methods.ADMModel(krs.models.UNet(num_classes=2, input_channels=1))
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),

@@ -1,7 +1,9 @@
 """GD in your own ``model.fit``: partial cross-entropy plus a CRF regularizer.
 
-The regularizer needs the image beside the labels, so the targets are packed
-(``pack_targets``). Run: ``python examples/fit_gd.py``
+The regularizer needs the image beside the seeds: the targets are a dict of
+both, and :class:`~keras_regseg.methods.LossModel` trains the network on the
+loss of that dict (the step ``train.py --method gd`` runs).
+Run: ``python examples/fit_gd.py``
 """
 
 import keras
@@ -14,17 +16,18 @@ from toy_data import disk_iou, make_data
 
 def main(epochs=20):
     images, scribbles, masks = make_data()
-    targets = krs.losses.pack_targets(scribbles, images)
+    targets = {"seeds": scribbles, "image": images}
     dataset = tf.data.Dataset.from_tensor_slices((images, targets)).shuffle(32, seed=0).batch(8)
     loss = krs.losses.WeightedSumLoss([krs.losses.PartialCrossEntropy(),
                                        krs.losses.GridCRFLoss(weight=1.0)])   # or DenseCRFLoss()
-    model = krs.models.UNet(num_classes=2, input_channels=1)
-    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss=loss,
-                  jit_compile=False, metrics=[krs.metrics.MeanIoU(num_classes=2)])
+    network = krs.models.UNet(num_classes=2, input_channels=1)
+    model = krs.methods.LossModel(network, loss)
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                  metrics=[krs.metrics.MeanIoU(num_classes=2)])
     # Dense masks score the epochs (val_mean_iou); training sees the scribbles only.
-    validation = (images, krs.losses.pack_targets(masks, images))
+    validation = (images, {"dense": masks, "image": images})
     model.fit(dataset, epochs=epochs, verbose=2, validation_data=validation)
-    iou = disk_iou(np.argmax(model.predict(images, verbose=0), -1), masks)
+    iou = disk_iou(np.argmax(network.predict(images, verbose=0), -1), masks)
     print(f"disk IoU against the dense masks: {iou:.3f}")
     return iou
 

@@ -21,8 +21,9 @@ def main(epochs=20):
     network = krs.models.UNet(num_classes=2, input_channels=1)
     model, stage_a, store = krs.methods.trust_region_pieces(network, source, every=2,
                                                             progress=False)
-    dataset = krs.data.make_training_dataset(source, batch_size=8, seed=0,
-                                             proposals=store.lookup)
+    dataset = krs.data.make_training_dataset(
+        source, batch_size=8, seed=0, proposals=store.lookup,
+        target=krs.data.DictTargets(("seeds", "proposals")))
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), jit_compile=False)
     model.fit(dataset, epochs=epochs, steps_per_epoch=4, verbose=2,
               callbacks=[stage_a, krs.methods.CloseSolverPool()])

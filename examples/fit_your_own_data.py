@@ -16,8 +16,9 @@ from toy_data import disk_iou, make_data
 
 def main(epochs=20):
     images, scribbles, masks = make_data()
-    # Losses read the label map from channel 0 of y_true; regularized losses also
-    # read the image from the other channels, so pack both.
+    # compile(loss=...) takes targets shaped like the network's output: the seeds and
+    # the image (which regularized losses read) packed into one tensor. The dict form,
+    # {"seeds": ..., "image": ...}, trains through krs.methods.LossModel (fit_gd.py).
     targets = krs.losses.pack_targets(scribbles, images)
     dataset = tf.data.Dataset.from_tensor_slices((images, targets)).shuffle(32, seed=0).batch(8)
 

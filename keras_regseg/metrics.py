@@ -1,9 +1,9 @@
 """Keras metrics of segmentation quality for ``compile(metrics=...)``: mean IoU and Dice.
 
 They read the library's targets as every method's loss does: a label map
-``[B, H, W]``, packed targets (labels first, then the image;
-:func:`~keras_regseg.losses.targets.pack_targets`) or a dict with ``"dense"``
-or ``"seeds"``. Pixels without a label (``IGNORE_INDEX``) or outside the image
+``[B, H, W]``, a dict with ``"dense"`` or ``"seeds"`` (dense first: the
+quality measure), or packed targets (labels first, then the image;
+:func:`~keras_regseg.losses.targets.pack_targets`). Pixels without a label (``IGNORE_INDEX``) or outside the image
 (``PAD_INDEX``) do not count, and a class absent from both labels and
 predictions does not enter the mean. Validation data with dense labels then
 logs ``val_mean_iou`` and ``val_dice`` from inside ``fit``; on training batches

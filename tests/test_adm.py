@@ -115,7 +115,7 @@ def test_targets_without_image_raise(pool):
     images, seeds = tiny_batch()
     model = ADMModel(tiny_network(), pool=pool)
     model.compile(optimizer="sgd")
-    with pytest.raises(ValueError, match="packed targets"):
+    with pytest.raises(ValueError, match="ADMModel needs the image"):
         model.train_on_batch(images, seeds.astype(np.float32))
 
 

@@ -94,12 +94,14 @@ def test_full_supervision_default_is_half_ce_plus_half_dice():
     network = UNet(num_classes=3, filters=(4, 8), dropout=0.0)
     labels, logits = random_case(6)
     y = labels.astype(np.float32)
-    default = prepare_method(TrainConfig.from_dict({"method": "full"}), network).loss
+    setup = prepare_method(TrainConfig.from_dict({"method": "full"}), network)
+    assert setup.targets.keys == ("dense",)
+    default = setup.model.loss_fn
     expected = 0.5 * (float(CrossEntropy()(y, logits)) + float(DiceLoss()(y, logits)))
     assert float(default(y, logits)) == pytest.approx(expected, rel=1e-5)
     assert float(cross_entropy_plus_dice()(y, logits)) == pytest.approx(expected, rel=1e-5)
     ce_only = prepare_method(TrainConfig.from_dict({"method": "full", "full": {"loss": "ce"}}),
-                             network).loss
+                             network).model.loss_fn
     assert float(ce_only(y, logits)) == pytest.approx(float(CrossEntropy()(y, logits)), rel=1e-6)
 
 

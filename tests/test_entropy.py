@@ -1,5 +1,6 @@
 """Entropy minimization: the loss's value, gradient and pixels, and ``--method entropy``."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -75,11 +76,12 @@ def test_method_is_pce_plus_weighted_entropy(problem):
 
     labels, logits = problem
     config = TrainConfig.from_dict({"method": "entropy", "entropy": {"weight": 0.3}})
-    setup = get("entropy").setup(config, network=None)
-    y = labels.astype("float32")
+    network = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(2, 1)])
+    setup = get("entropy").setup(config, network=network)
+    y = {"seeds": labels}
     expected = float(PartialCrossEntropy()(y, logits)) + 0.3 * reference_entropy(labels, logits)
-    assert float(setup.loss(y, logits)) == pytest.approx(expected, rel=1e-5)
-    assert setup.target == "weak" and get("entropy").finetunes
+    assert float(setup.model.loss_fn(y, logits)) == pytest.approx(expected, rel=1e-5)
+    assert setup.targets.keys == ("seeds",) and get("entropy").finetunes
     with pytest.raises(ValueError, match="entropy.weight"):
         TrainConfig.from_dict({"method": "entropy", "entropy": {"weight": -2}})
 

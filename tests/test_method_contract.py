@@ -78,9 +78,8 @@ def test_the_fit_model_reloads_and_trains_on_with_its_optimizer(method, runs, da
     config = tiny_config(method, tmp_path / "run")
     network = keras.saving.load_model(os.path.join(runs[method].output, "model.keras"))
     setup = registry.prepare_method(config, network, data)
-    setup.model.compile(optimizer=build_optimizer(config.optimizer, 100), loss=setup.loss,
-                        jit_compile=False)
-    dataset = make_training_dataset(data.train, batch_size=4, seed=0, target=setup.target,
+    setup.model.compile(optimizer=build_optimizer(config.optimizer, 100), jit_compile=False)
+    dataset = make_training_dataset(data.train, batch_size=4, seed=0, target=setup.targets,
                                     proposals=setup.proposals)
     setup.model.fit(dataset, epochs=1, steps_per_epoch=2, callbacks=setup.callbacks, verbose=0)
     path = str(tmp_path / "fit_model.keras")

@@ -78,17 +78,20 @@ def test_rerunning_an_interrupted_run_resumes_it(tmp_path, tiny_data):
     assert read_metrics(config.output)["history"]["epoch"] == [1, 2]
     assert not os.path.exists(os.path.join(config.output, "model.keras"))
 
-    epochs_run = []
+    epochs_run, steps_at_end = [], []
 
     class Count(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             epochs_run.append(epoch)
 
-    result = train(config, data=tiny_data, verbose=0, callbacks=[Count()])
+        def on_train_end(self, logs=None):
+            steps_at_end.append(int(self.model.optimizer.iterations))
+
+    train(config, data=tiny_data, verbose=0, callbacks=[Count()])
     assert epochs_run == [2]                     # only the missing epoch ran
     history = read_metrics(config.output)["history"]
     assert history["epoch"] == [1, 2, 3]
-    assert int(result.network.optimizer.iterations) == 6   # the step counter was restored too
+    assert steps_at_end == [6]                   # the step counter was restored too
 
 
 def test_two_phase_training_pretrains_with_pce(tmp_path, tiny_data):
@@ -161,11 +164,12 @@ def test_gd_pretrains_with_pce_then_adds_the_crf(tmp_path, tiny_data, regularize
     # The GD loss is pCE plus a positive regularizer on a non-constant prediction.
     setup = prepare_method(config, result.network)
     images, y_true = next(iter(__import__("keras_regseg").data.make_training_dataset(
-        tiny_data.train, batch_size=4, seed=0)))
+        tiny_data.train, batch_size=4, seed=0, target=setup.targets)))
+    assert sorted(y_true) == ["image", "seeds"]
     logits = result.network(images) * 0 + np.random.default_rng(0).normal(
         size=(4, 32, 32, 4)).astype("float32")
-    pce = float(setup.loss.losses[0](y_true, logits))
-    assert float(setup.loss(y_true, logits)) > pce
+    pce = float(setup.model.loss_fn.losses[0](y_true, logits))
+    assert float(setup.model.loss_fn(y_true, logits)) > pce
 
 
 def test_tensorboard_images_share_the_steps_of_the_epoch_scalars(tmp_path):

@@ -1,9 +1,12 @@
 """``tf.data`` pipelines that feed Keras ``fit`` and evaluation.
 
-Training batches are ``(images [B, h, w, C] float32, y_true [B, h, w, 1 + C])``
-with ``y_true = pack_targets(label, images)`` (see
-:mod:`keras_regseg.losses.targets`): the loss gets the label map and the
-augmented image it needs for CRF terms.
+Training batches are ``(images [B, h, w, C] float32, y_true)``. The methods
+train on ``y_true`` as a dict of what they ask for (:class:`DictTargets`: the
+seeds, the dense mask, the augmented image, trust-region proposals, image-level
+tags, sizes, boxes): the pipeline warps the label maps it is asked for and
+knows no method. ``target="weak"`` or ``"dense"`` packs one label map and the
+image into one tensor instead (:func:`keras_regseg.losses.targets.pack_targets`),
+the form a network compiled with a keras_regseg loss takes in ``fit``.
 
 Sources are shuffled by index, before decoding, with an order of each pass
 over the data drawn from the seed and the pass number (reproducible whatever
@@ -15,9 +18,13 @@ inputs are shuffled with a buffer of ``shuffle_buffer`` decoded samples.
 >>> from keras_regseg.data.base import InMemorySource
 >>> source = InMemorySource(np.random.rand(4, 16, 16, 1).astype("float32"),
 ...                         np.full((4, 16, 16), 255), num_classes=3)
+>>> images, y_true = next(iter(make_training_dataset(
+...     source, batch_size=2, seed=0, target=DictTargets(("seeds", "image")))))
+>>> tuple(images.shape), {key: tuple(y_true[key].shape) for key in sorted(y_true)}
+((2, 16, 16, 1), {'image': (2, 16, 16, 1), 'seeds': (2, 16, 16)})
 >>> images, y_true = next(iter(make_training_dataset(source, batch_size=2, seed=0)))
->>> tuple(images.shape), tuple(y_true.shape)
-((2, 16, 16, 1), (2, 16, 16, 2))
+>>> tuple(y_true.shape)    # target="weak": seeds and image packed
+(2, 16, 16, 2)
 """
 
 from __future__ import annotations
@@ -40,28 +47,29 @@ __all__ = ["class_sizes", "DICT_TARGET_KEYS", "DictTargets", "make_eval_dataset"
            "make_training_dataset", "rasterize_boxes", "SIZE_BIT_THRESHOLD", "size_bits",
            "TARGETS", "without_autotune_model"]
 
-TARGETS = {"weak": "weak_label", "dense": "dense_label", "tags": "weak_label",
-           "tags_and_sizes": "weak_label"}
-"""``target`` -> the label map the sample keeps through augmentation.
+TARGETS = {"weak": "weak_label", "dense": "dense_label"}
+"""Packed ``target`` -> the label map packed with the image into ``y_true``."""
 
-``"tags"`` and ``"tags_and_sizes"`` (image-level supervision, CCNN) give
-``y_true = {"tags": [B, K]}`` or ``{"tags": [B, K], "size_bits": [B, K]}``
-instead of packed label maps; tags and size bits are image-level facts, so
-they are read before augmentation.
-"""
+DICT_TARGET_KEYS = ("seeds", "dense", "image", "proposals", "tags", "size_bits", "sizes",
+                    "boxes")
 
-DICT_TARGET_KEYS = ("seeds", "tags", "size_bits", "sizes", "boxes")
+IMAGE_LEVEL = {"tags": ("tags",), "tags_and_sizes": ("tags", "size_bits")}
+"""Older names of image-level :class:`DictTargets` (CCNN from tags, and size bits)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class DictTargets:
-    """``y_true`` as a dict of named weak labels, for methods that combine them (CCNN).
+    """``y_true`` as a dict of named targets: what a method trains on.
 
     ``keys`` among :data:`DICT_TARGET_KEYS`; each adds entries to the batch's
     ``y_true``:
 
-    - ``"seeds"``: ``"seeds"`` int32 ``[B, h, w]``, the weak label map (scribbles,
-      clicks) warped with the image;
+    - ``"seeds"``: int32 ``[B, h, w]``, the weak label map (scribbles, clicks)
+      warped with the image; ``"dense"``: int32 ``[B, h, w]``, the full mask;
+    - ``"image"``: float32 ``[B, h, w, C]``, the augmented image (pairwise terms);
+    - ``"proposals"``: int32 ``[B, h, w]``, the label map the ``proposals``
+      function of :func:`make_training_dataset` gives (trust-region stage A),
+      warped with the image;
     - ``"tags"``, ``"size_bits"``: float32 ``[B, K]`` image-level facts, read
       before augmentation (size bits from the dense label, :func:`size_bits`);
     - ``"sizes"``: float32 ``[B, K]``, each class's fraction of the image,
@@ -92,6 +100,20 @@ class DictTargets:
             raise ValueError(f"max_boxes must be an integer >= 1; got {self.max_boxes!r}.")
         object.__setattr__(self, "keys", keys)
 
+    def label_maps(self):
+        """The sample's label maps (besides the image) to warp through augmentation.
+
+        Augmentation marks padding on a label map, so image-level targets keep the seeds.
+        """
+        wanted = (("weak_label", ("seeds",)), ("dense_label", ("dense", "sizes")),
+                  ("box_masks", ("boxes",)))
+        maps = [name for name, keys in wanted if any(key in self.keys for key in keys)]
+        return maps if set(maps) & {"weak_label", "dense_label"} else ["weak_label", *maps]
+
+    def needs_classes(self):
+        """Whether the targets need the number of classes (image-level facts, boxes)."""
+        return any(key in self.keys for key in ("tags", "size_bits", "sizes", "boxes"))
+
 
 SIZE_BIT_THRESHOLD = 0.1
 """A class's size bit is 1 when it covers more than this fraction of the image (CCNN paper)."""
@@ -118,10 +140,9 @@ def without_autotune_model(dataset):
 
 
 def _label_key(target):
-    if isinstance(target, DictTargets):
-        return "weak_label"
     if target not in TARGETS:
-        raise ValueError(f"target must be one of {sorted(TARGETS)}; got {target!r}.")
+        raise ValueError(f"target must be one of {sorted(TARGETS)}, {sorted(IMAGE_LEVEL)} or "
+                         f"a DictTargets; got {target!r}.")
     return TARGETS[target]
 
 
@@ -294,9 +315,10 @@ def make_training_dataset(source: SegmentationSource, batch_size: int,
         shuffle: reshuffle every epoch.
         seed: makes shuffling and augmentation reproducible; ``None``: random.
         repeat: repeat forever (use ``steps_per_epoch`` in ``fit``).
-        target: ``"weak"`` trains on ``weak_label``, ``"dense"`` on ``dense_label``,
-            ``"tags"`` / ``"tags_and_sizes"`` on image-level tags (see :data:`TARGETS`);
-            a :class:`DictTargets` gives ``y_true`` as a dict of what it names.
+        target: a :class:`DictTargets` (``y_true`` a dict of what it names), or
+            ``"weak"`` / ``"dense"``: ``weak_label`` / ``dense_label`` packed with
+            the image into ``y_true [B, h, w, 1 + C]`` (see :data:`TARGETS`;
+            ``"tags"`` and ``"tags_and_sizes"`` name the image-level DictTargets).
         shuffle_buffer: buffer size when samples cannot be shuffled by index.
         skip_samples: samples of the stream to skip before the first batch. A resumed
             run passes the number it already trained on, so that it continues the
@@ -306,15 +328,22 @@ def make_training_dataset(source: SegmentationSource, batch_size: int,
             (trust-region proposals looked up by sample id; ``step`` is the int64
             index of the training step, counted from the start of the stream, that
             the sample is part of), added before augmentation and warped with the
-            labels; ``y_true`` is then ``[label, proposal, image]`` (``[B, h, w, 2 + C]``).
+            labels: ``y_true["proposals"]`` (``DictTargets`` naming ``"proposals"``),
+            or packed as ``[label, proposal, image]`` (``[B, h, w, 2 + C]``).
         pad_to_multiple: pad each augmented sample at the bottom and right to
             multiples of this (a network's ``size_divisor``), with ``PAD_INDEX``
             labels, so that any image size trains as prediction takes it.
 
     Returns:
-        ``tf.data.Dataset`` of ``(images [B, h, w, C], y_true [B, h, w, 1 + C])`` float32.
+        ``tf.data.Dataset`` of ``(images [B, h, w, C] float32, y_true)``.
     """
-    label_key = _label_key(target)
+    if isinstance(target, str) and target in IMAGE_LEVEL:
+        target = DictTargets(IMAGE_LEVEL[target])
+    dict_targets = target if isinstance(target, DictTargets) else None
+    label_maps = dict_targets.label_maps() if dict_targets else [_label_key(target)]
+    if dict_targets and (proposals is None) == ("proposals" in dict_targets.keys):
+        raise ValueError("proposals and the 'proposals' target come together; got "
+                         f"proposals={proposals!r} with targets {list(dict_targets.keys)}.")
     _check_input(source)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
@@ -326,22 +355,12 @@ def make_training_dataset(source: SegmentationSource, batch_size: int,
     size_check = _fixed_size_check(source, crop_size, augmentation)
 
     samples = _samples(source, shuffle, seed, repeat, shuffle_buffer, skip_samples)
-    dict_targets = target if isinstance(target, DictTargets) else None
-    image_level = target in ("tags", "tags_and_sizes")
-    if image_level or dict_targets is not None:
+    num_classes = None
+    if dict_targets and dict_targets.needs_classes():
         num_classes = samples.element_spec["tags"].shape[-1]
-    extra_maps = []
-    if image_level:
-        samples = samples.map(lambda s: dict(s, image_targets=_image_targets(
-            s, num_classes, with_sizes=target == "tags_and_sizes")))
-    elif dict_targets is not None:
         samples = samples.map(lambda s: _dict_targets_before_augmentation(
             s, num_classes, dict_targets))
-        extra_maps = [key for key, wanted in (("dense_label", "sizes"), ("box_masks", "boxes"))
-                      if wanted in dict_targets.keys]
     if proposals is not None:
-        if image_level or dict_targets is not None:
-            raise ValueError("proposals need label-map targets; got target=%r." % target)
         # The training step each sample goes to (one batch a step) tells the proposal lookup
         # which stage-A round it belongs to, however far ahead tf.data prefetches. The lookup
         # may wait for that round: sequential, so that it holds back only the samples after
@@ -350,7 +369,7 @@ def make_training_dataset(source: SegmentationSource, batch_size: int,
         samples = tf.data.Dataset.zip(samples, steps).map(
             lambda s, step: dict(s, proposal=proposals(s, step)))
     # Drop what the step does not use (the id names a sample in size errors).
-    samples = samples.map(lambda s: _select(s, ["image", label_key, *extra_maps],
+    samples = samples.map(lambda s: _select(s, ["image", *label_maps],
                                             optional=["id", "image_targets", "proposal"]))
     # One stateless seed pair per sample, drawn from a seeded stream: augmentations are then
     # reproducible whatever the parallelism, and differ from epoch to epoch.
@@ -365,18 +384,17 @@ def make_training_dataset(source: SegmentationSource, batch_size: int,
         image = sample["image"]
         if crop_size is not None:
             image.set_shape([*_padded(crop_size, pad_to_multiple), None])
-        if image_level:
-            return image, sample["image_targets"]
         if dict_targets is not None:
-            return image, _dict_targets_after_augmentation(sample, num_classes, dict_targets)
+            return image, _dict_targets_after_augmentation(
+                dict(sample, image=image), num_classes, dict_targets)
         if proposals is not None:
-            return image, tf.stack([sample[label_key], sample["proposal"]], axis=-1)
-        return image, sample[label_key]
+            return image, tf.stack([sample[label_maps[0]], sample["proposal"]], axis=-1)
+        return image, sample[label_maps[0]]
 
     dataset = tf.data.Dataset.zip(samples, seeds).map(
         augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=True, num_parallel_calls=tf.data.AUTOTUNE)
-    if not image_level and dict_targets is None:
+    if dict_targets is None:
         dataset = dataset.map(lambda images, labels: (images, _pack(labels, images)),
                               num_parallel_calls=tf.data.AUTOTUNE)
     return without_autotune_model(dataset.prefetch(tf.data.AUTOTUNE))
@@ -387,14 +405,6 @@ def _pack(labels, images):
     if labels.shape.rank == 4:
         return tf.concat([tf.cast(labels, tf.float32), tf.cast(images, tf.float32)], axis=-1)
     return pack_targets(labels, images)
-
-
-def _image_targets(sample, num_classes, with_sizes):
-    """CCNN targets of one sample: its tags, and size bits from its dense label."""
-    targets = {"tags": tf.cast(sample["tags"], tf.float32)}
-    if with_sizes:
-        targets["size_bits"] = size_bits(sample["dense_label"], num_classes)
-    return targets
 
 
 def _dict_targets_before_augmentation(sample, num_classes, targets):
@@ -446,9 +456,13 @@ def rasterize_boxes(boxes, height, width):
 
 def _dict_targets_after_augmentation(sample, num_classes, targets):
     """``y_true`` of one augmented sample (:class:`DictTargets`)."""
-    y = dict(sample["image_targets"])
-    if "seeds" in targets.keys:
-        y["seeds"] = sample["weak_label"]
+    y = dict(sample.get("image_targets", {}))
+    for key, name in (("seeds", "weak_label"), ("dense", "dense_label"),
+                      ("proposals", "proposal")):
+        if key in targets.keys:
+            y[key] = tf.cast(sample[name], tf.int32)
+    if "image" in targets.keys:
+        y["image"] = tf.cast(sample["image"], tf.float32)
     if "sizes" in targets.keys:
         y["sizes"] = class_sizes(sample["dense_label"], num_classes)
     if "boxes" in targets.keys:

@@ -1,6 +1,7 @@
 """Input checks shared by the CRF regularizer losses and the Potts metric.
 
-A regularizer needs the image, so its ``y_true`` must be packed targets
+A regularizer needs the image: its ``y_true`` is a dict with ``"seeds"`` (or
+``"dense"``) and ``"image"``, or packed targets
 (:func:`keras_regseg.losses.targets.pack_targets`); ``y_pred`` are logits
 ``[B, H, W, K]`` of the same spatial size. Bad input fails loudly here instead
 of becoming NaN later.
@@ -28,12 +29,13 @@ def crf_inputs(y_true, y_pred, owner):
     >>> bool(tf.reduce_any(valid))
     False
     """
-    y_true = tf.convert_to_tensor(y_true)
     labels, image = unpack_targets(y_true)
     if image is None:
+        got = (f"keys {sorted(y_true)}" if isinstance(y_true, dict)
+               else f"shape {tf.convert_to_tensor(y_true).shape}")
         raise ValueError(
-            f"{owner} needs the image packed into y_true as [B, H, W, 1 + C] (label map + image, "
-            f"see keras_regseg.losses.targets.pack_targets); got y_true of shape {y_true.shape}.")
+            f"{owner} needs the image in y_true: a dict with 'seeds' and 'image', or [B, H, W, "
+            f"1 + C] packed (keras_regseg.losses.targets.pack_targets); got y_true of {got}.")
     logits = tf.convert_to_tensor(y_pred)
     if logits.shape.rank != 4:
         raise ValueError(f"{owner} expects logits [B, H, W, K]; got y_pred of shape {logits.shape}.")

@@ -78,7 +78,7 @@ def potts_energy_np(labels: ArrayLike, image: ArrayLike, weight: float = 1.0,
 class PottsEnergy(keras.metrics.Metric):
     """Mean Potts energy of the predicted (argmax) labeling, per image.
 
-    ``y_true``: packed targets (labels + image), ``y_pred``: logits ``[B, H, W, K]``.
+    ``y_true``: seeds and image (a dict, or packed), ``y_pred``: logits ``[B, H, W, K]``.
     Padding pixels (label ``PAD_INDEX``) are excluded. With ``per_pixel=True``
     (default) each image's energy is divided by its number of valid pixels, so
     images of different sizes compare; ``False`` gives the plain sum.

@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_regseg.ops.replicas import replica_sum
+from keras_regseg.losses.targets import unpack_targets
 
 __all__ = ["check_epsilon", "NORMALIZATIONS", "default_epsilon", "error_model_coefficients", "max_epsilon",
            "pack_proposal_targets", "robust_cross_entropy",
@@ -106,7 +107,19 @@ def pack_proposal_targets(seeds: tf.Tensor, proposals: tf.Tensor, image: tf.Tens
 
 
 def unpack_proposal_targets(y_true):
-    """``(seeds int32 [B, H, W], proposals int32 [B, H, W], image [B, H, W, C] or None)``."""
+    """``(seeds int32 [B, H, W], proposals int32 [B, H, W], image [B, H, W, C] or None)``.
+
+    ``y_true`` is a dict with ``"seeds"``, ``"proposals"`` and optionally
+    ``"image"``, or the three packed into ``[B, H, W, 2 + C]``.
+    """
+    if isinstance(y_true, dict):
+        missing = [key for key in ("seeds", "proposals") if key not in y_true]
+        if missing:
+            raise ValueError(f"trust-region targets need 'seeds' and 'proposals'; y_true has "
+                             f"keys {sorted(y_true)}.")
+        seeds, image = unpack_targets(y_true)
+        proposals, _ = unpack_targets({"seeds": y_true["proposals"]})
+        return seeds, proposals, image
     y_true = tf.convert_to_tensor(y_true)
     if y_true.shape.rank != 4 or (y_true.shape[-1] is not None and y_true.shape[-1] < 2):
         raise ValueError(f"trust-region targets must be [B, H, W, 2 + C] (seeds, proposals, "

@@ -17,6 +17,7 @@ _EXPORTS = {
     "DualSolution": "ccnn_dual", "solve_dual": "ccnn_dual",
     "CloseSolverPool": "latent_solve", "close_shared_pool": "latent_solve",
     "shared_pool": "latent_solve", "solve_labelings": "latent_solve",
+    "LossModel": "loss_model", "NetworkWrapper": "wrapper",
     "Method": "method", "MethodSetup": "method",
     "prepare_method": "registry",
     "ProposalStore": "proposal_store", "StageA": "trust_region_stage_a",

@@ -40,6 +40,7 @@ class ADMConfig:
 
 
 def setup(config, network, data=None):
+    from keras_regseg.data.pipeline import DictTargets
     from keras_regseg.methods.adm_model import ADMModel
     from keras_regseg.methods.latent_solve import CloseSolverPool
 
@@ -47,7 +48,7 @@ def setup(config, network, data=None):
     model = ADMModel(network, gamma=adm.gamma, potts_weight=adm.potts_weight,
                      unary_weight=adm.unary_weight, max_iterations=adm.max_iterations,
                      processes=adm.processes)
-    return MethodSetup(model, None, "weak", callbacks=[CloseSolverPool()])
+    return MethodSetup(model, DictTargets(("seeds", "image")), callbacks=[CloseSolverPool()])
 
 
 def search(hp, config, num_classes):

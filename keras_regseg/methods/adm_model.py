@@ -23,14 +23,13 @@ replicas of a ``tf.distribute`` strategy; ``jit_compile`` is always off
 (``tf.numpy_function`` cannot be compiled). ``call`` is the network's.
 
 >>> import numpy as np, keras
->>> from keras_regseg.losses.targets import pack_targets
 >>> from keras_regseg.solvers import SolverPool
 >>> net = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3, padding="same")])
 >>> model = ADMModel(net, pool=SolverPool(processes=0))
 >>> model.compile(optimizer=keras.optimizers.SGD(0.1))
 >>> x = np.random.default_rng(0).random((2, 8, 8, 1)).astype("float32")
 >>> seeds = np.full((2, 8, 8), 255); seeds[:, 1, 1] = 0; seeds[:, 6, 6] = 1
->>> history = model.fit(x, pack_targets(seeds, x), batch_size=2, epochs=1, verbose=0)
+>>> history = model.fit(x, {"seeds": seeds, "image": x}, batch_size=2, epochs=1, verbose=0)
 >>> sorted(history.history)
 ['latent_cross_entropy', 'loss', 'partial_cross_entropy']
 """
@@ -133,8 +132,9 @@ class ADMModel(NetworkWrapper):
         """``{"loss": per-pixel pCE + gamma * latent CE, and both terms}`` of one batch."""
         labels, image = unpack_targets(y)
         if image is None:
-            raise ValueError("ADMModel needs packed targets [labels, image] for the Potts term; "
-                             "got a label map only (use keras_regseg.losses.pack_targets).")
+            raise ValueError("ADMModel needs the image for the Potts term: y_true a dict with "
+                             "'seeds' and 'image' (or packed, keras_regseg.losses.pack_targets); "
+                             "got a label map only.")
         log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
         num_classes = tf.shape(log_probs)[-1]
         latent = self.latent_labels(logits, labels, image)

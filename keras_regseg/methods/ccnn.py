@@ -107,7 +107,7 @@ def setup(config, network, data=None):
                       max_iterations=ccnn.max_iterations, tolerance=ccnn.tolerance,
                       size_margin=ccnn.size_margin, box_fraction=ccnn.box_fraction,
                       box_slack=ccnn.box_slack, balance_boxes=ccnn.balance_boxes)
-    return MethodSetup(model, None, ccnn.targets())
+    return MethodSetup(model, ccnn.targets())
 
 
 def search(hp, config, num_classes):
@@ -124,4 +124,4 @@ def search(hp, config, num_classes):
 
 METHOD = Method("ccnn", "linear constraints (tags, sizes, boxes, seeds), latent distribution "
                         "by dual ascent",
-                setup, config=CCNNConfig, search=search, target="tags")
+                setup, config=CCNNConfig, search=search)

@@ -1,7 +1,7 @@
 """``--method entropy``: pCE plus entropy minimization on the unlabeled pixels.
 
-The network is compiled with ``WeightedSumLoss([PartialCrossEntropy(),
-EntropyLoss(weight)])`` (:class:`~keras_regseg.losses.entropy.EntropyLoss`):
+The network trains on ``WeightedSumLoss([PartialCrossEntropy(),
+EntropyLoss(weight)])`` of the seeds (:class:`~keras_regseg.losses.entropy.EntropyLoss`):
 a standard baseline of weakly supervised segmentation, with no pairwise term,
 against which the CRF-regularized methods are read.
 """
@@ -27,12 +27,14 @@ class EntropyConfig:
 
 
 def setup(config, network, data=None):
+    from keras_regseg.data.pipeline import DictTargets
     from keras_regseg.losses import PartialCrossEntropy, WeightedSumLoss
     from keras_regseg.losses.entropy import EntropyLoss
+    from keras_regseg.methods.loss_model import LossModel
 
     loss = WeightedSumLoss([PartialCrossEntropy(), EntropyLoss(config.entropy.weight)],
                            name="pce_plus_entropy")
-    return MethodSetup(network, loss, "weak")
+    return MethodSetup(LossModel(network, loss), DictTargets(("seeds",)))
 
 
 def search(hp, config, num_classes):

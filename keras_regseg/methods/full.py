@@ -25,11 +25,13 @@ class FullConfig:
 
 
 def setup(config, network, data=None):
+    from keras_regseg.data.pipeline import DictTargets
     from keras_regseg.losses import CrossEntropy, cross_entropy_plus_dice
+    from keras_regseg.methods.loss_model import LossModel
 
     loss = cross_entropy_plus_dice() if config.full.loss == "ce_dice" else CrossEntropy()
-    return MethodSetup(network, loss, "dense")
+    return MethodSetup(LossModel(network, loss), DictTargets(("dense",)))
 
 
 METHOD = Method("full", "cross-entropy (+ Dice) on dense masks (the upper bound)", setup,
-                config=FullConfig, target="dense", finetunes=False)
+                config=FullConfig, finetunes=False)

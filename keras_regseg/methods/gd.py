@@ -1,6 +1,7 @@
 """``--method gd``: pCE plus a CRF regularizer, by gradient descent.
 
-The network is compiled with ``WeightedSumLoss([PartialCrossEntropy(), regularizer])``:
+The network trains on ``WeightedSumLoss([PartialCrossEntropy(), regularizer])`` of
+the seeds and the image (:class:`~keras_regseg.methods.loss_model.LossModel`):
 the grid Potts loss (:class:`~keras_regseg.losses.GridCRFLoss`) or the dense
 CRF loss of rloss (:class:`~keras_regseg.losses.DenseCRFLoss`).
 """
@@ -64,11 +65,13 @@ def regularizer_loss(gd_config):
 
 
 def setup(config, network, data=None):
+    from keras_regseg.data.pipeline import DictTargets
     from keras_regseg.losses import PartialCrossEntropy, WeightedSumLoss
+    from keras_regseg.methods.loss_model import LossModel
 
     loss = WeightedSumLoss([PartialCrossEntropy(), regularizer_loss(config.gd)],
                            name=f"pce_plus_{config.gd.regularizer}_crf")
-    return MethodSetup(network, loss, "weak")
+    return MethodSetup(LossModel(network, loss), DictTargets(("seeds", "image")))
 
 
 def search(hp, config, num_classes):

@@ -42,10 +42,11 @@ __all__ = ["check", "check_choice", "check_finite_nonnegative", "check_positive"
 class MethodSetup:
     """The pieces the trainer needs for one method (what ``Method.setup`` returns).
 
-    ``model``: the ``keras.Model`` to fit (the network itself, or a wrapper
-    whose ``train_step`` runs a solver). ``loss``: a Keras loss, ``None`` for
-    models that compute their own. ``target``: what the pipeline puts in
-    ``y_true`` (see :data:`keras_regseg.data.pipeline.TARGETS`).
+    ``model``: the ``keras.Model`` to fit, a
+    :class:`~keras_regseg.methods.wrapper.NetworkWrapper` around the network
+    whose training step computes the method's loss. ``targets``: the
+    :class:`~keras_regseg.data.pipeline.DictTargets` the pipeline puts in
+    ``y_true`` (the seeds, the image, ...).
     ``callbacks`` that add to the epoch logs run before the history and
     TensorBoard. ``proposals`` (optional) maps a training sample dict to an
     extra label map carried through augmentation (trust-region proposals).
@@ -54,8 +55,7 @@ class MethodSetup:
     """
 
     model: typing.Any
-    loss: typing.Any
-    target: str = "weak"
+    targets: typing.Any
     callbacks: list = dataclasses.field(default_factory=list)
     proposals: typing.Optional[typing.Callable] = None
     extra_maps: typing.Optional[typing.Callable] = None
@@ -77,8 +77,6 @@ class Method:
       search: ``(hp, config, num_classes) -> None`` adds the method's
         hyperparameters (named by config keys) to a ``keras_tuner.HyperParameters``
         beside the learning rate; ``None``: the learning rate only.
-      target: what it trains on: ``"weak"`` (seeds), ``"dense"`` (masks),
-        ``"tags"`` or ``"tags_and_sizes"`` (image-level).
       finetunes: starts from a pCE network when ``training.pretrain_iterations``
         is set (the regularized methods); ``False`` for methods that are
         themselves a first phase (pCE, full supervision).
@@ -89,7 +87,6 @@ class Method:
     setup: typing.Callable
     config: typing.Optional[type] = None
     search: typing.Optional[typing.Callable] = None
-    target: str = "weak"
     finetunes: bool = True
 
     @property

@@ -1,7 +1,8 @@
 """``--method pce``: partial cross-entropy on the seed pixels only (the baseline).
 
-The network is compiled with :class:`~keras_regseg.losses.PartialCrossEntropy`
-itself, so a user's ``model.fit`` and ``train.py`` run the very same code.
+The network trains on :class:`~keras_regseg.losses.PartialCrossEntropy` of the
+seeds (:class:`~keras_regseg.methods.loss_model.LossModel`); a network compiled
+with that loss on packed targets runs the same computation in a user's ``fit``.
 """
 
 from keras_regseg.methods.method import Method, MethodSetup
@@ -10,9 +11,11 @@ __all__ = ["METHOD", "setup"]
 
 
 def setup(config, network, data=None):
+    from keras_regseg.data.pipeline import DictTargets
     from keras_regseg.losses import PartialCrossEntropy
+    from keras_regseg.methods.loss_model import LossModel
 
-    return MethodSetup(network, PartialCrossEntropy(), "weak")
+    return MethodSetup(LossModel(network, PartialCrossEntropy()), DictTargets(("seeds",)))
 
 
 METHOD = Method("pce", "partial cross-entropy on the seed pixels only (the baseline)", setup,

@@ -147,6 +147,7 @@ def trust_region_pieces(network: keras.Model, train_source: SegmentationSource,
 
 
 def setup(config, network, data):
+    from keras_regseg.data.pipeline import DictTargets
     from keras_regseg.methods.latent_solve import CloseSolverPool, shared_pool
     from keras_regseg.methods.trust_region_stage_a import epochs_per_round, grid_proposals
     from keras_regseg.data.shard import ShardSource
@@ -171,7 +172,8 @@ def setup(config, network, data):
         return {"proposal": grid_proposals(samples, network, pool=shared_pool(tr.processes),
                                            **settings)}
 
-    return MethodSetup(model, None, "weak", callbacks=[stage_a, CloseSolverPool()],
+    return MethodSetup(model, DictTargets(("seeds", "proposals")),
+                       callbacks=[stage_a, CloseSolverPool()],
                        proposals=store.lookup, extra_maps=extra_maps)
 
 

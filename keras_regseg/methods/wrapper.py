@@ -21,6 +21,8 @@ loss is (:meth:`NetworkWrapper.loss_terms`).
 (['loss', 'mean_logit'], True)
 """
 
+import typing
+
 import keras
 import tensorflow as tf
 
@@ -40,7 +42,7 @@ class NetworkWrapper(keras.Model):
     tracked = ()
     """Names of scalar entries of :meth:`loss_terms` averaged over an epoch."""
 
-    def __init__(self, network, **kwargs):
+    def __init__(self, network: keras.Model, **kwargs: typing.Any):
         super().__init__(**kwargs)
         if not isinstance(network, keras.Model):
             raise TypeError(f"network must be a keras.Model; got {type(network).__name__}.")
@@ -103,12 +105,16 @@ class NetworkWrapper(keras.Model):
             loss += tf.add_n([tf.cast(term, tf.float32) for term in self.losses])
         return loss / replicas()
 
+    def batch_loss(self, y, logits, sample_weight=None, training=True):
+        """``(the replica's share of the loss, the terms to log)`` of one batch."""
+        terms = self.loss_terms(y, logits, training=training)
+        return self.objective(terms["loss"], sample_weight), terms
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             logits = self(x, training=True)
-            terms = self.loss_terms(y, logits, training=True)
-            loss = self.objective(terms["loss"], sample_weight)
+            loss, terms = self.batch_loss(y, logits, sample_weight, training=True)
             scaled = self.optimizer.scale_loss(loss)   # mixed precision (identity otherwise)
         gradients = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
@@ -118,9 +124,9 @@ class NetworkWrapper(keras.Model):
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         logits = self(x, training=False)
-        terms = self.loss_terms(y, logits, training=False)
+        loss, terms = self.batch_loss(y, logits, sample_weight, training=False)
         self._update_compiled_metrics(y, logits, sample_weight)
-        return self._report(self.objective(terms["loss"], sample_weight) * replicas(), terms)
+        return self._report(loss * replicas(), terms)
 
     def _update_compiled_metrics(self, y, logits, sample_weight):
         """Feed ``compile(metrics=...)`` (e.g. :class:`keras_regseg.metrics.MeanIoU`) the

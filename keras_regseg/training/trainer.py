@@ -216,7 +216,7 @@ def run_phase(config, network, data, output, verbose, extra_callbacks=(), strate
         from keras_regseg.training.optimizer import build_optimizer
 
         setup.model.compile(optimizer=build_optimizer(config.optimizer, config.training.iterations),
-                            loss=setup.loss, jit_compile=False)
+                            jit_compile=False)
     steps, epochs = config.training.steps_per_epoch, config.epochs
     backup_dir = os.path.join(output, "backup")
     backup = (cb.ResumableBackup(backup_dir, states=setup.callbacks) if chief
@@ -225,7 +225,7 @@ def run_phase(config, network, data, output, verbose, extra_callbacks=(), strate
     train_dataset = make_training_dataset(
         worker_data.train, batch_size=batch_size,
         crop_size=config.data.crop_size, augmentation=augmentation_for(config.data),
-        seed=config.training.seed, target=setup.target, proposals=setup.proposals,
+        seed=config.training.seed, target=setup.targets, proposals=setup.proposals,
         pad_to_multiple=getattr(network, "size_divisor", None),
         # A resumed run continues the data stream where the interrupted one stopped.
         skip_samples=backup.completed_epochs() * steps * samples_per_step)
