@@ -64,8 +64,8 @@ class CrossEntropy(keras.losses.Loss):
     """Cross-entropy over every pixel that carries a class label (full supervision).
 
     ``y_true`` is a label map ``[B, H, W]``, a dict with ``"seeds"`` or ``"dense"``,
-    or packed targets ``[B, H, W, 1 + C]`` (see :mod:`keras_regseg.losses.targets`); pixels whose
-    label is ``ignore_index``, the crop padding value, or any value outside
+    or packed targets ``[B, H, W, 1 + C]`` (see :mod:`keras_regseg.losses.targets`);
+    pixels whose label is ``ignore_index``, the crop padding value, or any value outside
     ``[0, K)`` are skipped. ``y_pred`` are logits ``[B, H, W, K]`` (or
     probabilities with ``from_logits=False``).
 

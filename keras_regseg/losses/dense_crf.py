@@ -229,7 +229,8 @@ class DenseCRFLoss(keras.losses.Loss):
     """Dense (fully connected) Gaussian CRF regularizer (method ``gd``, ``regularizer: dense``).
 
     ``y_true``: a dict of ``"seeds"`` and ``"image"`` (in [0, 1], grayscale or
-    colour), or both packed ``[B, H, W, 1 + C]`` (:mod:`keras_regseg.losses.targets`); pixels labelled ``PAD_INDEX`` are excluded.
+    colour), or both packed ``[B, H, W, 1 + C]`` (:mod:`keras_regseg.losses.targets`);
+    pixels labelled ``PAD_INDEX`` are excluded.
     ``y_pred``: logits ``[B, H, W, K]`` (softmax applied here).
 
     ``call`` returns ``[B, H, W]``: every pixel of image b carries

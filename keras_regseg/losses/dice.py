@@ -64,8 +64,8 @@ class DiceLoss(keras.losses.Loss):
     """Soft multi-class Dice loss (WSL4MIS), per pixel ``[B, H, W]``.
 
     ``y_true`` is a label map ``[B, H, W]``, a dict with ``"dense"`` (or ``"seeds"``)
-    or packed targets (see :mod:`keras_regseg.losses.targets`); labels outside ``[0, K)`` (ignore,
-    padding) are excluded. ``y_pred`` are logits (or probabilities with
+    or packed targets (see :mod:`keras_regseg.losses.targets`); labels outside
+    ``[0, K)`` (ignore, padding) are excluded. ``y_pred`` are logits (or probabilities with
     ``from_logits=False``).
 
     >>> import numpy as np

@@ -113,7 +113,8 @@ class GridCRFLoss(keras.losses.Loss):
     """Relaxed contrast-sensitive 8-grid Potts regularizer (method ``gd``, ``regularizer: grid``).
 
     ``y_true``: a dict of ``"seeds"`` and ``"image"`` (in [0, 1], grayscale or
-    colour), or both packed ``[B, H, W, 1 + C]`` (:mod:`keras_regseg.losses.targets`); pixels labelled ``PAD_INDEX`` are outside the image
+    colour), or both packed ``[B, H, W, 1 + C]`` (:mod:`keras_regseg.losses.targets`);
+    pixels labelled ``PAD_INDEX`` are outside the image
     and take no part. ``y_pred``: logits ``[B, H, W, K]`` (softmax applied here).
 
     ``call`` returns per-pixel values ``[B, H, W]`` whose mean over all pixels is

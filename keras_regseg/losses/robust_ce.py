@@ -43,8 +43,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_regseg.losses.targets import as_labels, unpack_targets
 from keras_regseg.ops.replicas import replica_sum
-from keras_regseg.losses.targets import unpack_targets
 
 __all__ = ["check_epsilon", "NORMALIZATIONS", "default_epsilon", "error_model_coefficients", "max_epsilon",
            "pack_proposal_targets", "robust_cross_entropy",
@@ -113,13 +113,11 @@ def unpack_proposal_targets(y_true):
     ``"image"``, or the three packed into ``[B, H, W, 2 + C]``.
     """
     if isinstance(y_true, dict):
-        missing = [key for key in ("seeds", "proposals") if key not in y_true]
-        if missing:
+        if not {"seeds", "proposals"} <= set(y_true):
             raise ValueError(f"trust-region targets need 'seeds' and 'proposals'; y_true has "
                              f"keys {sorted(y_true)}.")
         seeds, image = unpack_targets(y_true)
-        proposals, _ = unpack_targets({"seeds": y_true["proposals"]})
-        return seeds, proposals, image
+        return seeds, as_labels(y_true["proposals"]), image
     y_true = tf.convert_to_tensor(y_true)
     if y_true.shape.rank != 4 or (y_true.shape[-1] is not None and y_true.shape[-1] < 2):
         raise ValueError(f"trust-region targets must be [B, H, W, 2 + C] (seeds, proposals, "

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["LABEL_KEYS", "pack_targets", "unpack_targets"]
+__all__ = ["as_labels", "LABEL_KEYS", "pack_targets", "unpack_targets"]
 
 LABEL_KEYS = ("seeds", "dense")
 """Dict keys of a label map, in the order a loss looks for them (seeds before masks)."""
@@ -52,18 +52,18 @@ def unpack_targets(y_true: tf.Tensor | dict) -> tuple[tf.Tensor, tf.Tensor | Non
             raise ValueError(f"y_true has keys {sorted(y_true)}; expected a label map under "
                              f"{' or '.join(map(repr, LABEL_KEYS))}.")
         image = y_true.get("image")
-        return (_as_labels(y_true[key]),
+        return (as_labels(y_true[key]),
                 None if image is None else tf.cast(image, tf.float32))
     y_true = tf.convert_to_tensor(y_true)
     if y_true.shape.rank == 3:
-        return _as_labels(y_true), None
-    labels = _as_labels(y_true[..., 0])
+        return as_labels(y_true), None
+    labels = as_labels(y_true[..., 0])
     if y_true.shape[-1] == 1:
         return labels, None
     return labels, tf.cast(y_true[..., 1:], tf.float32)
 
 
-def _as_labels(values):
+def as_labels(values: tf.Tensor) -> tf.Tensor:
     """int32 label map of integer or float values (Keras casts ``y_true`` to the loss's dtype)."""
     values = tf.convert_to_tensor(values)
     if values.dtype.is_integer:

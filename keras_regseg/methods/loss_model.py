@@ -22,7 +22,6 @@ from __future__ import annotations
 import typing
 
 import keras
-import tensorflow as tf
 
 from keras_regseg.methods.wrapper import NetworkWrapper
 from keras_regseg.ops.replicas import replicas
@@ -52,8 +51,8 @@ class LossModel(NetworkWrapper):
         """The loss as ``compile(loss=...)`` computes it (its own reduction: the mean over
         pixels, scaled by ``1 / replicas``), plus the layers' losses."""
         loss = self.loss_fn(y, logits, sample_weight)
-        if self.losses:   # regularization terms of the network's layers
-            loss += tf.add_n([tf.cast(term, loss.dtype) for term in self.losses]) / replicas()
+        if self.losses:
+            loss += self.layer_losses() / replicas()
         return loss, {}
 
     def get_config(self):

@@ -101,9 +101,13 @@ class NetworkWrapper(keras.Model):
             weights = tf.reshape(tf.cast(sample_weight, tf.float32), [-1, 1, 1])
             per_pixel = per_pixel * weights
         loss = tf.reduce_mean(per_pixel)
-        if self.losses:   # regularization terms of the network's layers
-            loss += tf.add_n([tf.cast(term, tf.float32) for term in self.losses])
+        if self.losses:
+            loss += self.layer_losses()
         return loss / replicas()
+
+    def layer_losses(self):
+        """float32 sum of the network layers' own losses (regularization terms)."""
+        return tf.add_n([tf.cast(term, tf.float32) for term in self.losses])
 
     def batch_loss(self, y, logits, sample_weight=None, training=True):
         """``(the replica's share of the loss, the terms to log)`` of one batch."""
