@@ -6,11 +6,11 @@ import pytest
 
 from helpers import CLASSES, seed_problem, square_images, stroke_seeds, tiny_network
 from keras_regseg.constants import IGNORE_INDEX
-from keras_regseg.evaluation.confusion import confusion_matrix, mean_iou
+from keras_regseg.evaluation.confusion import confusion_matrix, mean_iou, pixel_accuracy
 from keras_regseg.losses import PartialCrossEntropy, pack_targets
 from keras_regseg.losses.robust_ce import pack_proposal_targets
 from keras_regseg.methods.trust_region_model import TrustRegionModel
-from keras_regseg.metrics import Dice, MeanIoU
+from keras_regseg.metrics import Dice, MeanIoU, PixelAccuracy, segmentation_metrics
 
 
 def reference_scores(labels, logits, classes=CLASSES):
@@ -35,6 +35,16 @@ def test_metrics_equal_the_evaluation_scores_over_batches(seed):
     assert float(iou.result()) == 0.0
 
 
+def test_pixel_accuracy_counts_labeled_pixels_only():
+    labels, logits = seed_problem(4, shape=(3, 6, 5), classes=CLASSES)
+    labels[0, :2] = IGNORE_INDEX
+    metric = PixelAccuracy(CLASSES)
+    metric.update_state(labels, logits)
+    cm = confusion_matrix(labels, np.argmax(logits, -1), CLASSES)
+    assert float(metric.result()) == pytest.approx(pixel_accuracy(cm), abs=1e-6)
+    assert [m.name for m in segmentation_metrics(CLASSES)] == ["miou", "dice", "pixel_accuracy"]
+
+
 def test_packed_and_dict_targets_give_the_label_map_scores():
     labels, logits = seed_problem(3, shape=(2, 5, 6), classes=CLASSES)
     images = np.zeros((2, 5, 6, 1), np.float32)
@@ -46,6 +56,7 @@ def test_packed_and_dict_targets_give_the_label_map_scores():
         assert float(metric.result()) == pytest.approx(expected, abs=1e-6)
     tags_only = MeanIoU(CLASSES)
     tags_only.update_state({"tags": np.ones((2, 3))}, logits)   # no label map: nothing counted
+    tags_only.update_state(np.ones((2, 3), np.float32), logits)   # a one-key dict arrived bare
     assert float(tags_only.result()) == 0.0
 
 

@@ -59,6 +59,21 @@ def test_a_run_writes_its_folder(tmp_path, tiny_data):
                                result.network.predict(image, verbose=0), atol=1e-5)
 
 
+def test_the_keras_metrics_log_training_and_validation_scores(tmp_path, tiny_data):
+    config = tiny_config(tmp_path, training={"validate_every": 1})
+    result = train(config, data=tiny_data, verbose=0)
+    metrics = read_metrics(result.output)
+    history, final = metrics["history"], metrics["final"]
+    # Compiled into fit: the fit to the seeds of the training batches.
+    for name in ("miou", "dice", "pixel_accuracy"):
+        assert len(history[name]) == 2 and all(0.0 <= v <= 1.0 for v in history[name]), name
+    # Per epoch on the dense validation labels, by the same metric classes: after the
+    # last epoch it is the final evaluation's number (the same network).
+    assert history["val_miou"][-1] == pytest.approx(final["miou"], abs=1e-6)
+    assert history["val_pixel_accuracy"][-1] == pytest.approx(final["pixel_accuracy"], abs=1e-6)
+    assert 0.0 < history["val_dice"][-1] <= 1.0
+
+
 class Crash(keras.callbacks.Callback):
     """Stops the process-like run at the start of a given epoch."""
 

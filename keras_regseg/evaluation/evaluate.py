@@ -32,7 +32,8 @@ from keras_regseg.evaluation.boundary import TrimapAccumulator
 from keras_regseg.evaluation.confusion import ConfusionAccumulator
 from keras_regseg.evaluation.volume import volume_metrics
 
-__all__ = ["evaluate_images", "evaluate_volumes", "predict_labels", "predict_volume"]
+__all__ = ["evaluate_images", "evaluate_volumes", "predict_labels", "predict_volume",
+           "same_size_batches"]
 
 
 def predict_labels(predict_fn: Callable[[np.ndarray], np.ndarray], images: ArrayLike,
@@ -164,7 +165,7 @@ def evaluate_volumes(predict_fn: Callable[[np.ndarray], np.ndarray],
     }
 
 
-def _same_size_batches(samples, batch_size):
+def same_size_batches(samples, batch_size):
     """Group consecutive samples with equal image shapes into lists of <= batch_size."""
     batch = []
     for sample in samples:
@@ -203,7 +204,7 @@ def evaluate_images(predict_fn: Callable[[np.ndarray], np.ndarray],
         if len(boundary_widths) else None
     evaluated = 0
     with_labels = _LabeledSamples(samples)
-    for batch in tqdm(_same_size_batches(with_labels, batch_size), desc="batches",
+    for batch in tqdm(same_size_batches(with_labels, batch_size), desc="batches",
                       disable=not progress):
         images = np.stack([s["image"] for s in batch])
         labels = np.stack([s["dense_label"] for s in batch])

@@ -55,7 +55,10 @@ class NetworkWrapper(keras.Model):
     @property
     def metrics(self):
         compiled = getattr(self, "_compile_metrics", None)   # compile(metrics=...)
-        return list(self.trackers.values()) + ([compiled] if compiled is not None else [])
+        # Built by their first batch with a label map; targets without one (image
+        # tags only) leave them unbuilt, and an unbuilt metric has no result.
+        scored = compiled is not None and compiled.built
+        return list(self.trackers.values()) + ([compiled] if scored else [])
 
     def compile(self, *args, **kwargs):
         """``keras.Model.compile`` with ``jit_compile=False``.

@@ -3,9 +3,11 @@
 import numpy as np
 
 from keras_regseg.evaluation import evaluate_images, evaluate_volumes
+from keras_regseg.evaluation.evaluate import same_size_batches
 from keras_regseg.losses.potts import potts_energy_np
+from keras_regseg.metrics import segmentation_metrics
 
-__all__ = ["evaluate_run", "flatten", "mean_potts_energy", "name_classes"]
+__all__ = ["evaluate_run", "flatten", "mean_potts_energy", "metric_scores", "name_classes"]
 
 
 def evaluate_run(predict, data, quick=False):
@@ -14,26 +16,49 @@ def evaluate_run(predict, data, quick=False):
     Volumetric data (ACDC) gives ``mean_dice``, per-class Dice and HD95 by the
     WSL4MIS protocol; 2D data gives ``miou``, ``pixel_accuracy`` and, unless
     ``quick``, per-class IoU and trimap boundary accuracy. ``quick`` is the
-    per-epoch variant: the headline numbers only, no progress bar.
+    per-epoch variant: the headline numbers only, no progress bar; on 2D data
+    scored by the Keras metrics compiled into the training model
+    (:func:`keras_regseg.metrics.segmentation_metrics`: ``miou``, ``dice``,
+    ``pixel_accuracy``), so that ``miou`` and ``val_miou`` in the history are
+    the same measure on seeds and on dense validation labels.
     """
     if data.volumes is not None:
         result = evaluate_volumes(predict, data.volumes, input_size=data.input_size,
                                   num_classes=data.num_classes, progress=not quick,
                                   class_names=data.train.class_names)
         keys = ("mean_dice", "hd95") if quick else None
+    elif quick:
+        return metric_scores(predict, data.validation, segmentation_metrics(data.num_classes))
     else:
         samples = (data.validation.load(i) for i in range(len(data.validation)))
         result = name_classes(evaluate_images(
             predict, samples, num_classes=data.num_classes,
-            boundary_widths=() if quick else (8, 16), progress=not quick),
-            data.train.class_names)
-        keys = ("miou", "pixel_accuracy") if quick else None
+            boundary_widths=(8, 16), progress=True), data.train.class_names)
+        keys = None
     flat = flatten(result)
     if keys:
         flat = {k: flat[k] for k in keys if k in flat}
     else:
         flat["potts_energy"] = mean_potts_energy(predict, data.validation)
     return flat
+
+
+def metric_scores(predict, source, metrics, batch_size=32):
+    """``{metric.name: result}`` of Keras ``metrics`` over ``source``'s dense labels.
+
+    Consecutive samples of equal size share a ``predict`` call; the metrics are
+    reset first.
+    """
+    for metric in metrics:
+        metric.reset_state()
+    for start in range(0, len(source), batch_size):
+        samples = [source.load(i) for i in range(start, min(start + batch_size, len(source)))]
+        for group in same_size_batches(samples, batch_size):
+            logits = predict(np.stack([s["image"] for s in group]))
+            labels = np.stack([s["dense_label"] for s in group])
+            for metric in metrics:
+                metric.update_state(labels, logits)
+    return {metric.name: float(metric.result()) for metric in metrics}
 
 
 def mean_potts_energy(predict, source, batch_size=32):

@@ -41,6 +41,7 @@ from keras_regseg.data.augment import Augmentation
 from keras_regseg.data.pipeline import make_training_dataset
 from keras_regseg.data.shard import ShardSource
 from keras_regseg.inference import make_predict_fn
+from keras_regseg.metrics import segmentation_metrics
 from keras_regseg.methods import registry
 from keras_regseg.methods.registry import prepare_method
 from keras_regseg.models import build_model
@@ -216,7 +217,7 @@ def run_phase(config, network, data, output, verbose, extra_callbacks=(), strate
         from keras_regseg.training.optimizer import build_optimizer
 
         setup.model.compile(optimizer=build_optimizer(config.optimizer, config.training.iterations),
-                            jit_compile=False)
+                            metrics=segmentation_metrics(data.num_classes), jit_compile=False)
     steps, epochs = config.training.steps_per_epoch, config.epochs
     backup_dir = os.path.join(output, "backup")
     backup = (cb.ResumableBackup(backup_dir, states=setup.callbacks) if chief
