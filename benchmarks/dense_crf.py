@@ -16,12 +16,18 @@ sigma_xy scaled to keep the default's ratio of image size to bandwidth
 (128 px filtered / 50 px), grayscale and RGB; the JSON's
 ``max_relative_error_vs_bruteforce`` is the worst case.
 
+Memory: the peak resident memory that one forward + backward adds to the
+process (its high-water mark during the call, reset just before it, minus its
+resident memory then; each case in a fresh process: its first call, traced before), at batch 12, 256x256 and 512x512, K = 4 and 21 (``--quick``:
+K = 4), with the growth from 256 to 512 (4x the pixels: 4x is linear).
+
 Images are synthetic but photo-like: smooth shading, a blob-shaped object of
 another colour, a little noise.
 
     python benchmarks/dense_crf.py --quick --json /tmp/dense_crf.json
 """
 
+import multiprocessing
 import os
 
 import common
@@ -48,11 +54,15 @@ def natural_images(rng, batch, side, channels):
     return np.stack(images).astype(np.float32)
 
 
-def step_time(loss, side, channels, classes, repeats, rng):
-    """Median seconds of loss + gradient for one batch."""
+def batch_case(rng, side, channels, classes):
+    """``(y_true, logits)`` of a batch: photo-like images, no seeds, random logits."""
     images = natural_images(rng, BATCH, side, channels)
     y_true = pack_targets(np.full((BATCH, side, side), 255), images)
-    logits = tf.constant(rng.randn(BATCH, side, side, classes).astype(np.float32))
+    return y_true, tf.constant(rng.randn(BATCH, side, side, classes).astype(np.float32))
+
+
+def loss_and_gradient(loss):
+    """A ``tf.function`` ``(y_true, logits) -> (loss, d loss / d logits)``."""
 
     @tf.function
     def forward_backward(y_true, logits):
@@ -61,12 +71,48 @@ def step_time(loss, side, channels, classes, repeats, rng):
             value = loss(y_true, logits)
         return value, tape.gradient(value, logits)
 
+    return forward_backward
+
+
+def step_time(loss, side, channels, classes, repeats, rng):
+    """Median seconds of loss + gradient for one batch."""
+    y_true, logits = batch_case(rng, side, channels, classes)
+    forward_backward = loss_and_gradient(loss)
+
     def run():
         value, gradient = forward_backward(y_true, logits)
         gradient.numpy()
         return float(value)
 
     return common.median_time(run, repeats, warmup=1)
+
+
+def _peak_memory_case(side, classes, queue):
+    """(In a fresh process) MB that one dense-loss forward + backward adds to the peak RSS."""
+    y_true, logits = batch_case(np.random.RandomState(0), side, 1, classes)
+    forward_backward = loss_and_gradient(DenseCRFLoss(sigma_xy=100.0, scale_factor=0.5))
+    forward_backward.get_concrete_function(y_true, logits)   # tracing is not the step
+    with open("/proc/self/clear_refs", "w") as f:  # Linux: reset the high-water mark to now
+        f.write("5")
+    before = _status_kib("VmRSS")
+    forward_backward(y_true, logits)[1].numpy()
+    queue.put((_status_kib("VmHWM") - before) / 1024.0)
+
+
+def _status_kib(field):
+    """A memory figure of this process from /proc/self/status, in KiB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def peak_memory_mb(side, classes):
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_peak_memory_case, args=(side, classes, queue))
+    process.start()
+    result = queue.get(timeout=1800)
+    process.join()
+    return result
 
 
 def relative_error(side, channels, rng, samples=3):
@@ -121,6 +167,11 @@ def main():
     slope = float(np.polyfit(pixels, np.log([g["seconds"] for g in growth]), 1)[0])
     grid_slope = float(np.polyfit(pixels, np.log([g["grid_seconds"] for g in growth]), 1)[0])
 
+    memory = [dict(side=side, batch=BATCH, classes=classes, peak_mb=peak_memory_mb(side, classes))
+              for classes in ((4,) if args.quick else (4, 21)) for side in (256, 512)]
+    memory_growth = {str(classes): memory[i + 1]["peak_mb"] / memory[i]["peak_mb"]
+                     for i, classes in zip(range(0, len(memory), 2), (4, 21))}
+
     error_side = 32 if args.quick else 48
     errors = {f"{'rgb' if c == 3 else 'gray'}_{error_side}": relative_error(error_side, c, rng) for c in (1, 3)}
 
@@ -132,6 +183,10 @@ def main():
     print("\nGrowth with image size (gray, K=4):")
     common.print_table(["side", "dense s", "grid s"], [[g["side"], g["seconds"], g["grid_seconds"]] for g in growth])
     print(f"log-log slope vs pixels: dense {slope:.2f}, grid {grid_slope:.2f} (1 = linear)")
+    print("\nPeak memory added by one forward + backward (gray, scale 0.5):")
+    common.print_table(["side", "K", "MB"], [[m["side"], m["classes"], m["peak_mb"]] for m in memory])
+    print("growth 256 -> 512 (4x pixels):",
+          ", ".join(f"K={k} {v:.2f}x" for k, v in memory_growth.items()))
     print("\nRelative error of W S vs brute force:",
           ", ".join(f"{k} {v:.2%}" for k, v in errors.items()))
 
@@ -143,6 +198,8 @@ def main():
         "dense_full_scale_256_gray_k4_seconds": full_scale,
         "growth": growth,
         "growth_loglog_slope": {"dense": slope, "grid": grid_slope},
+        "peak_memory": memory,
+        "peak_memory_growth_256_to_512": memory_growth,
         "settings": {"sigma_rgb": 15.0, "sigma_xy": 100.0, "scale_factor": 0.5, "calibration_samples": 64,
                      "quick": bool(args.quick)},
         "cpus": len(os.sched_getaffinity(0)),

@@ -8,20 +8,22 @@ import tensorflow as tf
 
 from keras_regseg.data.spec import PAD_INDEX
 from keras_regseg.losses.dense_crf import DenseCRFLoss, bilinear_resize, dense_crf_energy, dense_crf_features
-from keras_regseg.losses.permutohedral import PermutohedralLattice, gaussian_filter_bruteforce
+from keras_regseg.losses.permutohedral import (CALIBRATION_POINTS, PermutohedralLattice,
+                                               _embedding_matrix, _exact_rows,
+                                               gaussian_filter_bruteforce)
 from keras_regseg.losses.targets import pack_targets
 
 RNG = np.random.RandomState(0)
 
 
-def natural_images(batch, side, channels):
+def natural_images(batch, side, channels, rng=RNG):
     """Smooth shading plus a blob-shaped object and a little noise, in [0, 1]."""
     images = []
     for _ in range(batch):
-        shade = ndi.gaussian_filter(RNG.rand(side, side, channels), (side / 8, side / 8, 0))
+        shade = ndi.gaussian_filter(rng.rand(side, side, channels), (side / 8, side / 8, 0))
         shade = (shade - shade.min()) / (np.ptp(shade) + 1e-9)
-        blob = ndi.gaussian_filter(RNG.rand(side, side), side / 6) > 0.5
-        image = 0.5 * shade + 0.4 * blob[..., None] * RNG.rand(channels) + 0.03 * RNG.rand(side, side, channels)
+        blob = ndi.gaussian_filter(rng.rand(side, side), side / 6) > 0.5
+        image = 0.5 * shade + 0.4 * blob[..., None] * rng.rand(channels) + 0.03 * rng.rand(side, side, channels)
         images.append(np.clip(image, 0, 1))
     return np.stack(images)
 
@@ -50,6 +52,69 @@ def test_lattice_reproduces_gaussian_mass_on_dense_clouds(dim):
     exact = gaussian_filter_bruteforce(points, ones).numpy()[0, centre, 0]
     assert abs(np.mean(approx / exact) - 1) < 0.04
     assert relative_error(approx, exact) < 0.06
+
+
+def adams_simplices(points):
+    """Each point's enclosing simplex as a frozenset of integer lattice vertices, the way
+    Adams et al. find it (rank by pairwise comparison, then fix the remainder sum)."""
+    d = points.shape[-1]
+    dp1 = d + 1
+    elevated = points @ _embedding_matrix(d)
+    simplices = []
+    for e in elevated:
+        rem0 = np.round(e / dp1) * dp1
+        residual = e - rem0
+        rank = np.array([np.sum(residual > residual[i]) for i in range(dp1)])
+        total = int(round(rem0.sum() / dp1))
+        if total > 0:    # too high: lower the coordinates ranked last
+            lowered = rank >= dp1 - total
+            rem0[lowered] -= dp1
+            rank = np.where(lowered, rank + total - dp1, rank + total)
+        elif total < 0:  # too low: raise the coordinates ranked first
+            raised = rank < -total
+            rem0[raised] += dp1
+            rank = np.where(raised, rank + total + dp1, rank + total)
+        simplices.append(frozenset(
+            tuple(int(x) for x in rem0 + np.where(rank <= d - k, k, k - dp1)) for k in range(dp1)))
+    return simplices
+
+
+@pytest.mark.parametrize("dim", [2, 3, 5])
+def test_lattice_vertices_are_those_of_each_point_simplex(dim):
+    # The lattice hashes points by simplex, then the simplices' vertices: points get the
+    # same vertices exactly when their simplices (found point by point) are the same, and
+    # the occupied vertices are those of the simplices.
+    points = np.random.RandomState(dim).uniform(-2.0, 2.0, (1, 400, dim))
+    lattice = PermutohedralLattice(points)
+    expected = adams_simplices(points[0])
+    found = [frozenset(row) for row in lattice.vertex_index.numpy()]
+    assert all(len(vertices) == dim + 1 for vertices in found)
+    same_expected = np.array([[a == b for b in expected] for a in expected])
+    same_found = np.array([[a == b for b in found] for a in found])
+    np.testing.assert_array_equal(same_found, same_expected)
+    assert int(lattice.occupied) == len(set().union(*expected)) == len(set().union(*found))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_calibration_on_a_subsample_of_large_images_matches_the_full_sums(channels):
+    side = 192   # 36864 points: every second point is summed exactly
+    assert side * side > 2 * CALIBRATION_POINTS - 1
+    images = natural_images(2, side, channels, rng=np.random.RandomState(channels))
+    features = dense_crf_features(tf.constant(images), 15.0, 75.0)
+    lattice = PermutohedralLattice(features)
+    ones = tf.ones([2, side * side, 1], tf.float64)
+    filtered = lattice.filter(ones)
+    scale = lattice.calibration_scale(filtered, ones, samples=32).numpy()
+    index = np.round(np.linspace(0, side * side - 1, 32)).astype(int)
+    exact = _exact_rows(tf.gather(features, index, axis=1), features, ones).numpy()
+    full = (exact - 1).sum(axis=(1, 2)) / (filtered.numpy()[:, index] - 1).sum(axis=(1, 2))
+    assert np.all(np.abs(full - 1.0) > 0.01)   # a calibration that matters
+    np.testing.assert_allclose(scale, full, rtol=5e-3)
+
+
+def test_lattice_rejects_more_features_than_its_keys_hold():
+    with pytest.raises(ValueError, match="1 to 9 feature dimensions.*d = 10"):
+        PermutohedralLattice(np.zeros((1, 4, 10), np.float32))
 
 
 def test_lattice_operator_is_exactly_symmetric_and_batched():
@@ -192,7 +257,7 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="differ in size"):
         loss(pack_targets(labels, images), logits[:, 1:])
     nan_logits = logits.copy(); nan_logits[0, 0, 0, 0] = np.nan
-    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or inf"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"logits \(y_pred\) have NaN"):
         loss(pack_targets(labels, images), nan_logits)
     with pytest.raises(ValueError, match="needs the image"):
         loss(labels[..., None].astype("float32"), logits)

@@ -184,6 +184,9 @@ def test_bad_input_raises_clear_errors():
     bad = image.copy(); bad[0, 1, 1, 0] = np.nan
     with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or inf"):
         loss(pack_targets(labels, bad), logits)
+    bad_logits = np.array(logits, copy=True); bad_logits[0, 2, 3, 1] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"logits \(y_pred\) have NaN"):
+        loss(pack_targets(labels, image), bad_logits)
     with pytest.raises(ValueError, match="relaxation"):
         GridCRFLoss(relaxation="linear")
     with pytest.raises(ValueError, match="weight"):

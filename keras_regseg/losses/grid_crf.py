@@ -35,7 +35,7 @@ import keras
 import tensorflow as tf
 
 from keras_regseg.losses.contrast import flat_offsets, grid_edge_weights, shift_flat, unshift_flat
-from keras_regseg.losses.crf_inputs import check_weight, crf_inputs
+from keras_regseg.losses.crf_inputs import check_finite_logits, check_weight, crf_inputs
 
 __all__ = ["grid_crf_energy", "grid_crf_energy_map", "GridCRFLoss", "RELAXATIONS"]
 
@@ -139,7 +139,8 @@ class GridCRFLoss(keras.losses.Loss):
         logits, image, valid = crf_inputs(y_true, y_pred, type(self).__name__)
         probs = tf.nn.softmax(logits, axis=-1)
         weights = grid_edge_weights(image, valid)
-        energy = grid_crf_energy_map(probs, weights, self.relaxation)  # [B, H, W]
+        energy = check_finite_logits(grid_crf_energy_map(probs, weights, self.relaxation),
+                                     type(self).__name__)  # [B, H, W]
         shape = tf.shape(valid)
         pixels = tf.cast(shape[1] * shape[2], energy.dtype)
         valid_pixels = tf.reduce_sum(tf.cast(valid, energy.dtype), axis=[1, 2])
