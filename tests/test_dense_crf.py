@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras_regseg.data.spec import PAD_INDEX
 from keras_regseg.losses.dense_crf import DenseCRFLoss, bilinear_resize, dense_crf_energy, dense_crf_features
 from keras_regseg.losses.permutohedral import (CALIBRATION_POINTS, PermutohedralLattice,
-                                               _embedding_matrix, _exact_rows,
+                                               _embedding_matrix, _exact_rows, _sort_descending,
                                                gaussian_filter_bruteforce)
 from keras_regseg.losses.targets import pack_targets
 
@@ -110,6 +110,17 @@ def test_calibration_on_a_subsample_of_large_images_matches_the_full_sums(channe
     full = (exact - 1).sum(axis=(1, 2)) / (filtered.numpy()[:, index] - 1).sum(axis=(1, 2))
     assert np.all(np.abs(full - 1.0) > 0.01)   # a calibration that matters
     np.testing.assert_allclose(scale, full, rtol=5e-3)
+
+
+@pytest.mark.parametrize("columns", [2, 4, 6, 10])
+def test_the_sorting_network_sorts_as_top_k_ties_included(columns):
+    values = np.random.RandomState(columns).randn(300, columns).astype(np.float32)
+    values[:50, 1] = values[:50, 0]   # ties between two columns
+    values[50:80] = 0.0               # a row of equal values
+    expected_values, expected_order = tf.math.top_k(values, k=columns)
+    sorted_values, order = _sort_descending(tf.constant(values))
+    np.testing.assert_array_equal(sorted_values.numpy(), expected_values.numpy())
+    np.testing.assert_array_equal(order.numpy(), expected_order.numpy())
 
 
 def test_lattice_rejects_more_features_than_its_keys_hold():
