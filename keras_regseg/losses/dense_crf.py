@@ -204,8 +204,8 @@ def bilinear_resize(x, size):
     (half-pixel centres, no antialiasing) keeping x's dtype (float64 for gradient checks).
 
     float32 takes ``tf.image.resize`` itself (a fused kernel with a fused
-    gradient, 3x faster forward + backward than gathers); other dtypes, which it
-    would turn into float32, the same interpolation written with gathers.
+    gradient, much faster than gathers and their scattered gradient); other
+    dtypes, which it would turn into float32, the same interpolation by gathers.
     """
     if x.dtype == tf.float32:
         return tf.image.resize(x, size, method="bilinear")
