@@ -526,7 +526,8 @@ def main():
                                           "(default benchmarks/results/acdc_cells/...; "
                                           "none for --quick)")
     parser.add_argument("--plot", help="where to draw Dice against scribble length "
-                                       "(default: beside --json, acdc_lengths.png)")
+                                       "(default: beside --json, acdc_lengths.png; with "
+                                       "--holdout only where --plot says)")
     args = parser.parse_args()
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
@@ -549,8 +550,10 @@ def main():
     failed = [] if args.no_train else run_cells(cells, budget, args)
     lengths = add_dense_rows(summarize(cells, args))
     print_lengths(lengths)
+    # The default plot is the test fold's: a held-out run must not draw over it.
     plot = args.plot or (os.path.join(os.path.dirname(os.path.abspath(args.json)),
-                                      "acdc_lengths.png") if args.json else None)
+                                      "acdc_lengths.png")
+                         if args.json and not args.holdout else None)
     if plot and lengths:
         plot_lengths(lengths, plot)
     methods = {m: {k: v for k, v in s.items() if k not in ("seeds", "dice_per_seed",

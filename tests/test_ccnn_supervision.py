@@ -141,8 +141,8 @@ def test_balanced_boxes_weigh_box_cells_and_the_rest_as_two_terms():
     y = {"box_classes": np.stack([c for _, c in boxes]),
          "box_masks": np.stack([rasterize_boxes(tf.constant(b), 16, 16).numpy()
                                 for b, _ in boxes]).astype(np.float32)}
-    model = CCNNModel(helpers.tiny_network(0, 16), downscale=2, solver_jit_compile=False,
-                      balance_boxes=True)
+    model = CCNNModel(helpers.tiny_network(0, 16), downscale=2, solver_jit_compile=False)
+    assert model.balance_boxes   # the default
     logits = model(images)
     latent, coarse, _ = model.latent_targets(y, logits)
     latent_ce = -np.sum(latent.numpy() * tf.nn.log_softmax(coarse).numpy(), axis=-1)
@@ -151,7 +151,7 @@ def test_balanced_boxes_weigh_box_cells_and_the_rest_as_two_terms():
     loss = model.loss_terms(y, logits)["loss"]
     assert float(tf.reduce_mean(loss)) == pytest.approx(
         latent_ce[in_box].mean() + latent_ce[~in_box].mean(), rel=1e-5)
-    # Off by default: one mean over all cells.
+    # Off: one mean over all cells.
     model.balance_boxes = False
     assert float(tf.reduce_mean(model.loss_terms(y, logits)["loss"])) == pytest.approx(
         latent_ce.mean(), rel=1e-5)

@@ -48,7 +48,7 @@ class CCNNConfig:
     box_fraction: typing.Union[float, typing.List[float]] = 0.75
     max_boxes: int = 8
     box_slack: float = 2.0
-    balance_boxes: bool = False
+    balance_boxes: bool = True
     size_bits: bool = False
     downscale: int = 8
     foreground_lower: float = 0.05

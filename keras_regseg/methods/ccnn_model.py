@@ -114,9 +114,10 @@ class CCNNModel(NetworkWrapper):
             the bound is met whatever the network says).
         balance_boxes: the cross-entropy to the latent distribution is the mean
             over the cells inside boxes plus the mean over the other cells, so
-            that small boxes weigh as much as the background around them (by
-            default, one mean over all cells: boxes of 1-3 % of the image then
-            count for 1-3 % of the loss).
+            that small boxes weigh as much as the background around them. With
+            ``False``, one mean over all cells: boxes of 1-3 % of the image then
+            count for 1-3 % of the loss, and the network learns the background
+            everywhere.
         max_iterations, tolerance, initial_step, solver_jit_compile: passed to
             :func:`~keras_regseg.methods.ccnn_dual.solve_dual`.
         **kwargs: ``keras.Model`` arguments (``name``, ...).
@@ -130,7 +131,7 @@ class CCNNModel(NetworkWrapper):
                  downscale: int = 8, max_iterations: int = 3000, tolerance: float = 1e-3,
                  initial_step: float = 10.0, solver_jit_compile: bool = True,
                  size_margin: float = 0.1, box_fraction: float | Sequence[float] = 0.75,
-                 box_slack: float = 2.0, balance_boxes: bool = False,
+                 box_slack: float = 2.0, balance_boxes: bool = True,
                  **kwargs: typing.Any):
         super().__init__(network, **kwargs)
         if not 0.0 <= float(size_margin) <= 1.0:
