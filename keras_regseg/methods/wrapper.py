@@ -53,8 +53,13 @@ class NetworkWrapper(keras.Model):
         return self.network(inputs, training=training)
 
     @property
+    def _user_metrics(self):
+        """The ``compile(metrics=...)`` container (Keras's private attribute), or ``None``."""
+        return getattr(self, "_compile_metrics", None)
+
+    @property
     def metrics(self):
-        compiled = getattr(self, "_compile_metrics", None)   # compile(metrics=...)
+        compiled = self._user_metrics
         # Built by their first batch with a label map; targets without one (image
         # tags only) leave them unbuilt, and an unbuilt metric has no result.
         scored = compiled is not None and compiled.built
@@ -138,7 +143,7 @@ class NetworkWrapper(keras.Model):
     def _update_compiled_metrics(self, y, logits, sample_weight):
         """Feed ``compile(metrics=...)`` (e.g. :class:`keras_regseg.metrics.MeanIoU`) the
         batch's label map, whatever form the method's targets take."""
-        compiled = getattr(self, "_compile_metrics", None)
+        compiled = self._user_metrics
         labels = label_map(y) if compiled is not None else None
         if labels is not None:
             compiled.update_state(labels, logits, sample_weight)
@@ -151,7 +156,7 @@ class NetworkWrapper(keras.Model):
         logs.update({name: value for name, value in terms.items()
                      if name not in logs and name not in ("loss", "logged_loss")})
         logs.update(self.state_logs())
-        compiled = getattr(self, "_compile_metrics", None)
+        compiled = self._user_metrics
         if compiled is not None and compiled.built:
             logs.update(compiled.result())
         return logs

@@ -69,12 +69,10 @@ def mean_potts_energy(predict, source, batch_size=32):
     each image, divided by its number of pixels, averaged over images.
     """
     energies = []
-    for start in range(0, len(source), batch_size):
-        images = [source.load(i)["image"] for i in range(start, min(start + batch_size, len(source)))]
-        if len({im.shape for im in images}) == 1:     # one call per batch when sizes agree
-            labels = np.argmax(predict(np.stack(images)), axis=-1)
-        else:
-            labels = [np.argmax(predict(im[None])[0], axis=-1) for im in images]
+    samples = (source.load(i) for i in range(len(source)))
+    for batch in same_size_batches(samples, batch_size):
+        images = np.stack([sample["image"] for sample in batch])
+        labels = np.argmax(predict(images), axis=-1)
         energies.extend(potts_energy_np(lab, im) / lab.size for lab, im in zip(labels, images))
     return float(np.mean(energies))
 
