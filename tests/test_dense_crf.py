@@ -97,7 +97,7 @@ def test_lattice_vertices_are_those_of_each_point_simplex(dim):
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_calibration_on_a_subsample_of_large_images_matches_the_full_sums(channels):
-    side = 192   # 36864 points: every second point is summed exactly
+    side = 192   # 36864 points: every fourth point is summed exactly
     assert side * side > 2 * CALIBRATION_POINTS - 1
     images = natural_images(2, side, channels, rng=np.random.RandomState(channels))
     features = dense_crf_features(tf.constant(images), 15.0, 75.0)
