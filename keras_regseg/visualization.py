@@ -9,7 +9,8 @@ import numpy as np  # noqa: E402
 
 from keras_regseg.data.spec import IGNORE_INDEX, PAD_INDEX  # noqa: E402
 
-__all__ = ["colorize", "overlay_scribbles", "palette", "prediction_grid", "training_curves"]
+__all__ = ["colorize", "curve_panels", "overlay_scribbles", "palette", "prediction_grid",
+           "training_curves"]
 
 
 def palette(num_classes):
@@ -83,19 +84,42 @@ def prediction_grid(path, images, weak_labels, predictions, dense_labels, num_cl
     plt.close(figure)
 
 
-def training_curves(path, history):
-    """Save a PNG of every logged series against the epoch.
+def curve_panels(history):
+    """``[(title, keys)]``: the panels of :func:`training_curves`, in order.
 
     Losses share a panel; each validation metric gets its own (Dice in [0, 1]
-    and HD95 in pixels do not share a scale); the learning rate comes last.
+    and HD95 in pixels do not share a scale), except that a trust-region
+    ``proposal_<m>`` shares its panel with the network's ``network_<m>`` (what
+    stage A adds); the learning rate comes last. Series without a finite value
+    are left out.
+
+    >>> panels = curve_panels({"loss": [1.0], "proposal_miou": [0.6], "network_miou": [0.5],
+    ...                        "val_dice": [0.7], "learning_rate": [0.01]})
+    >>> [title for title, _ in panels]
+    ['loss', 'miou: stage A vs network', 'val_dice', 'learning rate']
+    >>> panels[1][1]
+    ['proposal_miou', 'network_miou']
     """
-    series = {k: v for k, v in history.items() if len(v) and np.isfinite(v).any()}
+    series = [k for k, v in history.items() if len(v) and np.isfinite(v).any()]
     losses = [k for k in series if "loss" in k]
     metrics = [k for k in series if k not in losses and k != "learning_rate"]
+    paired = {k: "network_" + k[len("proposal_"):] for k in metrics
+              if k.startswith("proposal_") and "network_" + k[len("proposal_"):] in metrics}
     panels = [("loss", losses)] if losses else []
-    panels += [(key, [key]) for key in metrics]
+    for key in metrics:
+        if key in paired:
+            panels.append((key[len("proposal_"):] + ": stage A vs network", [key, paired[key]]))
+        elif key not in paired.values():
+            panels.append((key, [key]))
     if "learning_rate" in series:
         panels.append(("learning rate", ["learning_rate"]))
+    return panels
+
+
+def training_curves(path, history):
+    """Save a PNG of every logged series against the epoch (panels: :func:`curve_panels`)."""
+    series = {k: v for k, v in history.items() if len(v) and np.isfinite(v).any()}
+    panels = curve_panels(series)
     columns = min(max(len(panels), 1), 4)
     rows = -(-max(len(panels), 1) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4.0 * columns, 3.0 * rows), squeeze=False)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from keras_regseg.methods.trust_region_stage_a import RoundDiagnostics
+from keras_regseg.methods.stage_a_diagnostics import RoundDiagnostics
 from keras_regseg.solvers import energy as E
 from keras_regseg.solvers.alpha_expansion import solve_alpha_expansion, starting_solution
 from keras_regseg.solvers.pool import SolverPool
@@ -154,3 +154,22 @@ def test_round_diagnostics_against_hand_counts():
     # Network IoU: class 0: 2/4, class 1: 2/3, class 2: 0.
     assert result["network_miou"] == pytest.approx((2 / 4 + 2 / 3 + 0) / 3)
     assert result["proposal_changed_fraction"] == pytest.approx(3 / 7)
+    # Every known pixel of the first image lies within 2 px of a boundary; the second has none.
+    assert result["proposal_boundary_accuracy"] == pytest.approx(4 / 5)
+    assert result["network_boundary_accuracy"] == pytest.approx(3 / 5)
+    assert diagnostics.per_class()["proposal_iou"] == pytest.approx([1, 0.5, 0.5])
+
+
+def test_round_diagnostics_boundary_band_leaves_out_interior_errors():
+    dense = np.zeros((2, 12, 12), int)
+    dense[:, :, 6:] = 1
+    network = dense.copy()
+    network[:, 5:7, 0] = 1           # 5 px from the boundary: outside the band
+    diagnostics = RoundDiagnostics(2)
+    diagnostics.update(dense, network, dense)
+    result = diagnostics.result()
+    assert result["network_accuracy"] < 1.0
+    assert result["network_boundary_accuracy"] == 1.0
+    network[:, 3, 4] = 1             # 1 px from it: inside
+    diagnostics.update(dense, network, dense)
+    assert diagnostics.result()["network_boundary_accuracy"] < 1.0

@@ -58,6 +58,7 @@ from tqdm.auto import tqdm
 from keras_regseg.data.pipeline import without_autotune_model
 from keras_regseg.constants import IGNORE_INDEX, MAX_CLASSES, PAD_INDEX
 from keras_regseg.inference import pad_to_multiple
+from keras_regseg.methods.stage_a_diagnostics import RoundDiagnostics
 from keras_regseg.methods import latent_solve
 from keras_regseg.utils.files import atomic_write
 
@@ -67,7 +68,7 @@ if typing.TYPE_CHECKING:   # names for the type hints only
     from keras_regseg.solvers import SolverPool
 
 __all__ = ["epochs_per_round", "grid_proposals", "in_graph_probabilities", "NetworkSnapshot",
-           "proposal_dataset", "release_stage_a", "RoundDiagnostics", "solver_weights", "StageA",
+           "proposal_dataset", "release_stage_a", "solver_weights", "StageA",
            "TR_EVERY", "TR_LAMBDA", "TR_POTTS_WEIGHT"]
 
 TR_POTTS_WEIGHT = 100.0
@@ -205,55 +206,6 @@ def proposal_dataset(source: SegmentationSource, network: keras.Model, batch_siz
     return without_autotune_model(batches.prefetch(1).map(solve_batch).prefetch(1))
 
 
-class RoundDiagnostics:
-    """What one stage-A round adds beyond the network it started from.
-
-    Accumulates, over the training images of a round, the confusion matrices
-    of the proposals and of the network's argmax against the dense labels
-    (where a training image has them: the synthetic data, ACDC), and the
-    pixels where the proposal differs from the network's label.
-
-    >>> d = RoundDiagnostics(2)
-    >>> d.update(np.array([[0, 1]]), np.array([[0, 0]]), np.array([[0, 1]]))
-    >>> r = d.result()
-    >>> r["proposal_accuracy"], r["network_accuracy"], r["proposal_changed_fraction"]
-    (1.0, 0.5, 0.5)
-    """
-
-    def __init__(self, num_classes):
-        self.num_classes = int(num_classes)
-        self.proposal = np.zeros((num_classes, num_classes), np.int64)
-        self.network = np.zeros((num_classes, num_classes), np.int64)
-        self.changed = self.inside = 0
-
-    def update(self, proposals, argmax, dense_labels):
-        """Add a batch: proposals (PAD_INDEX off the image), the network's argmax, dense labels."""
-        inside = proposals < self.num_classes
-        self.changed += int((inside & (proposals != argmax)).sum())
-        self.inside += int(inside.sum())
-        known = inside & (dense_labels >= 0) & (dense_labels < self.num_classes)
-        for matrix, labels in ((self.proposal, proposals), (self.network, argmax)):
-            index = dense_labels[known].astype(np.int64) * self.num_classes + labels[known]
-            matrix += np.bincount(index, minlength=self.num_classes ** 2).reshape(
-                self.num_classes, self.num_classes)
-
-    def result(self):
-        """Flat dict of the round's figures (accuracies and mIoU only when dense labels exist)."""
-        result = {}
-        if self.inside:
-            result["proposal_changed_fraction"] = self.changed / self.inside
-        for name, matrix in (("proposal", self.proposal), ("network", self.network)):
-            total = matrix.sum()
-            if not total:
-                continue
-            result[f"{name}_accuracy"] = float(np.trace(matrix) / total)
-            union = matrix.sum(0) + matrix.sum(1) - np.diag(matrix)
-            present = matrix.sum(1) > 0
-            iou = np.diag(matrix)[present] / np.maximum(union[present], 1)
-            result[f"{name}_miou"] = float(iou.mean())
-        return result
-
-
 class StageA(keras.callbacks.Callback):
     """Run stage A before training and every ``every`` epochs (module docstring).
 
@@ -293,10 +245,11 @@ class StageA(keras.callbacks.Callback):
     per-pixel energy of the proposals), ``stage_a_seconds``,
     ``proposal_changed_fraction`` (pixels where the proposal differs from the
     network's argmax) and, where the training images have dense labels,
-    ``proposal_accuracy`` / ``proposal_miou`` against them beside the network's
-    own ``network_accuracy`` / ``network_miou`` at that moment
-    (:class:`RoundDiagnostics`): whether stage A adds information beyond the
-    network.
+    ``proposal_accuracy`` / ``proposal_miou`` / ``proposal_boundary_accuracy``
+    against them beside the network's own ``network_*`` figures at that moment
+    (:class:`~keras_regseg.methods.stage_a_diagnostics.RoundDiagnostics`):
+    whether stage A adds information beyond the network, and whether near
+    boundaries.
 
     ``energy`` (``"library"`` or ``"authors"``, see
     :data:`keras_regseg.solvers.alpha_expansion.ENERGIES`) and ``warm_start``
