@@ -410,6 +410,14 @@ def mean_sd(values):
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
+def paired_difference(by_seed, reference_by_seed):
+    """Mean and sd over the shared seeds of (method - reference) mean Dice, seed by seed."""
+    seeds = sorted(s for s in by_seed if s in reference_by_seed)
+    mean, sd = mean_sd([by_seed[s]["mean_dice"] - reference_by_seed[s]["mean_dice"]
+                        for s in seeds])
+    return {"mean": mean, "sd": sd, "seeds": seeds}
+
+
 def summarize(cells, args):
     """``{ratio: {method: summary}}`` over the finished cells, with paired differences."""
     finished = {}
@@ -428,12 +436,8 @@ def summarize(cells, args):
             summary = {"mean_dice": mean, "sd_dice": sd, "seeds": seeds, "dice_per_seed": dice}
             for key in ("dice_rv", "dice_myo", "dice_lv", "hd95", "potts_energy", "wall_s"):
                 summary[key] = mean_sd([by_seed[s].get(key) for s in seeds])[0]
-            common_seeds = [s for s in seeds if s in reference]
-            differences = [by_seed[s]["mean_dice"] - reference[s]["mean_dice"]
-                           for s in common_seeds]
-            paired_mean, paired_sd = mean_sd(differences)
-            summary["paired_vs_grid_gd"] = {"mean": paired_mean, "sd": paired_sd,
-                                            "seeds": common_seeds}
+            summary["paired_vs_grid_gd"] = paired_difference(by_seed, reference)
+            summary["paired_vs_pce"] = paired_difference(by_seed, methods.get("pce", {}))
             lengths[ratio][method] = summary
     return lengths
 
@@ -444,7 +448,8 @@ def add_dense_rows(lengths):
     for ratio, methods in lengths.items():
         if ratio != "1":
             for method, summary in dense.items():
-                methods.setdefault(method, dict(summary, paired_vs_grid_gd=None))
+                methods.setdefault(method, dict(summary, paired_vs_grid_gd=None,
+                                                paired_vs_pce=None))
     return lengths
 
 
@@ -456,13 +461,16 @@ def print_lengths(lengths):
         rows = []
         for method, s in sorted(lengths[ratio].items(), key=lambda kv: -(kv[1]["mean_dice"] or 0)):
             paired = s.get("paired_vs_grid_gd") or {}
+            versus_pce = s.get("paired_vs_pce") or {}
             rows.append([method, len(s["seeds"]), _pm(s["mean_dice"], s["sd_dice"]),
                          _pm(paired.get("mean"), paired.get("sd"), signed=True)
                          if method != REFERENCE else "-",
+                         _pm(versus_pce.get("mean"), versus_pce.get("sd"), signed=True)
+                         if method != "pce" else "-",
                          "-" if s["hd95"] is None else f"{s['hd95']:.1f}",
                          "-" if s["potts_energy"] is None else f"{s['potts_energy']:.4f}"])
-        common.print_table(["method", "seeds", "mean Dice", "paired vs grid_gd", "HD95",
-                            "Potts/px"], rows)
+        common.print_table(["method", "seeds", "mean Dice", "paired vs grid_gd",
+                            "paired vs pce", "HD95", "Potts/px"], rows)
 
 
 def _pm(mean, sd, signed=False):
