@@ -17,10 +17,12 @@ difference, seed by seed, to the pCE row of the same scribble length:
 
 A row may carry config overrides, ``ccnn_box[box_slack=1000,balance_boxes=true]``
 (keys without a section are the method's). Finished runs are reused
-(``runs/bench_ccnn_synthetic/<row>/seed<n>``).
+(``runs/bench_ccnn_synthetic/<row>/seed<n>``), and each one's final metrics are kept in a
+record (``benchmarks/results/ccnn_synthetic_cells/<row>/seed<n>.json``, committed), so a
+table spans sessions and checkouts without retraining.
 
     python benchmarks/ccnn_synthetic.py [--quick] [--json PATH] [--rows a,b] [--seeds 0,1,2]
-        [--threads N]
+        [--threads N] [--no-train]
 """
 
 import json
@@ -61,6 +63,11 @@ def row_overrides(name):
                              for key, value in extra.items()}}
 
 
+RECORDS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                       "ccnn_synthetic_cells")
+RECORDED = ("miou", "pixel_accuracy", "wall_s")
+
+
 def finished(folder):
     path = os.path.join(folder, "metrics.json")
     if not (os.path.exists(path) and os.path.exists(os.path.join(folder, "model.keras"))):
@@ -69,7 +76,30 @@ def finished(folder):
         return json.load(f).get("final")
 
 
+def record_path(name, seed):
+    return os.path.join(RECORDS, name, f"seed{seed}.json")
+
+
+def read_record(name, seed):
+    """A finished run's recorded final metrics, or ``None``."""
+    path = record_path(name, seed)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)["final"]
+
+
+def write_record(name, seed, metrics):
+    path = record_path(name, seed)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"row": name, "seed": seed, "overrides": row_overrides(name),
+                   "final": {key: metrics.get(key) for key in RECORDED}}, f, indent=1)
+        f.write("\n")
+
+
 def mean_sd(values):
+    values = [v for v in values if v is not None]
     return (statistics.fmean(values) if values else None,
             statistics.stdev(values) if len(values) > 1 else None)
 
@@ -113,12 +143,16 @@ def main():
         for name in rows:
             folder = os.path.join(runs, name, f"seed{seed}")
             metrics = finished(folder)
+            if metrics is None and not args.quick:
+                metrics = read_record(name, seed)
             if metrics is None and args.no_train:
                 continue
             if metrics is None:
                 config = base.override(**{"output": folder, "training.seed": seed,
                                           **row_overrides(name)})
                 metrics = train(config, verbose=0).metrics
+            if not args.quick:
+                write_record(name, seed, metrics)
             results.setdefault(name, {})[seed] = metrics
             print(f"{name} seed {seed}: mIoU {metrics['miou']:.4f}", flush=True)
     table, printed = {}, []

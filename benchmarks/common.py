@@ -58,6 +58,8 @@ def write_json(path, values):
 
 
 def _format(value):
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
     return str(value)
