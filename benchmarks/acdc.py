@@ -92,6 +92,8 @@ METHODS = {
     # Few scribbles, many tags: pCE on the scribbles of 10 % of the training patients (the
     # same budget as a pCE cell), then CCNN from the tags of all of them.
     "ccnn_tags_from_subset": {"method": "ccnn", **CCNN_ACDC, "training.pretrain_subset": 0.1},
+    "ccnn_size_from_subset": {"method": "ccnn", **CCNN_ACDC, "ccnn.size_bits": True,
+                              "training.pretrain_subset": 0.1},
 }
 FINETUNED = {"pce_continued", "entropy", "grid_gd", "dense_gd", "adm", "trust_region", "tr_authors",
              "scribbles_size", "clicks_size"}
@@ -112,7 +114,7 @@ PLAN = {
     "1": {"pce": 3, "full": 3, "grid_gd": 3, "trust_region": 3,
           "pce_continued": 2, "entropy": 2, "dense_gd": 2, "adm": 2, "tr_authors": 2,
           "scribbles_size": 2, "ccnn_box": 2, "ccnn_tags": 2, "ccnn_size": 2,
-          "ccnn_tags_from_subset": 2},
+          "ccnn_tags_from_subset": 2, "ccnn_size_from_subset": 2},
     "0.3": {"pce": 2, "grid_gd": 2, "dense_gd": 2, "trust_region": 2, "tr_authors": 2},
     "0": {"pce": 2, "grid_gd": 2, "dense_gd": 2, "trust_region": 2, "tr_authors": 2,
           "clicks_size": 2},

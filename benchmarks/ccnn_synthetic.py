@@ -12,8 +12,9 @@ difference, seed by seed, to the pCE row of the same scribble length:
 - ``scribbles_size`` / ``clicks_size``: the seeds kept exactly, plus each class's
   size within 10 % (Kervadec et al.'s setting), at full length and as clicks;
 - ``scribbles_tags``: the seeds plus tags;
-- ``ccnn_tags_from_subset``: pCE on the scribbles of 10 % of the images, then
-  tags on all of them (few scribbles, many tags).
+- ``ccnn_tags_from_subset`` / ``ccnn_size_from_subset``: pCE on the scribbles of
+  10 % of the images, then tags (and size bits) on all of them (few scribbles,
+  many tags).
 
 A row may carry config overrides, ``ccnn_box[box_slack=1000,balance_boxes=true]``
 (keys without a section are the method's). Finished runs are reused
@@ -49,6 +50,9 @@ ROWS = {
     "scribbles_tags": {"method": "ccnn", "ccnn.seeds": True},
     # pCE on the scribbles of 10 % of the images (a pCE run's budget), then tags on all.
     "ccnn_tags_from_subset": {"method": "ccnn", "training.pretrain_iterations": 1200,
+                              "training.pretrain_subset": 0.1},
+    "ccnn_size_from_subset": {"method": "ccnn", "ccnn.size_bits": True,
+                              "training.pretrain_iterations": 1200,
                               "training.pretrain_subset": 0.1},
 }
 REFERENCE = {"pce_clicks": None, "clicks_size": "pce_clicks"}

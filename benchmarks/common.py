@@ -38,6 +38,11 @@ def median_time(function, repeats, warmup=1):
     return statistics.median(times)
 
 
+def short_path(path, parts=3):
+    """The last ``parts`` parts of a path: ``ccnn_tags/seed0/model.keras``."""
+    return "/".join(os.path.normpath(path).split(os.sep)[-parts:])
+
+
 def print_table(headers, rows):
     """Print rows as an aligned text table."""
     cells = [[str(h) for h in headers]] + [[_format(v) for v in row] for row in rows]

@@ -20,11 +20,6 @@ import os
 import common
 
 
-def short_name(path):
-    """The last three parts of a path: ``pce/seed0/model.keras``."""
-    return "/".join(os.path.normpath(path).split(os.sep)[-3:])
-
-
 def score_round(network_path, config, train_source):
     """The :class:`RoundDiagnostics` of one stage-A round solved from ``network_path``."""
     from tqdm.auto import tqdm
@@ -40,7 +35,7 @@ def score_round(network_path, config, train_source):
     dataset = proposal_dataset(train_source, network, batch_size, shared_pool(tr.processes),
                                **tr.solver_settings())
     diagnostics = RoundDiagnostics(train_source.num_classes)
-    with tqdm(total=len(train_source), desc=short_name(network_path), unit="img") as bar:
+    with tqdm(total=len(train_source), desc=common.short_path(network_path), unit="img") as bar:
         for batch in dataset.take(-(-len(train_source) // batch_size)):
             diagnostics.update(batch["proposal"].numpy(), batch["argmax"].numpy(),
                                batch["dense_label"].numpy())
@@ -85,7 +80,7 @@ def main():
             scalars, per_class = diagnostics.result(), diagnostics.per_class()
             results[path] = {**scalars, **per_class}
             for labeling in ("network", "proposal"):
-                rows.append([short_name(path), labeling,
+                rows.append([common.short_path(path), labeling,
                              scalars[f"{labeling}_accuracy"], scalars[f"{labeling}_miou"],
                              scalars[f"{labeling}_boundary_accuracy"],
                              *per_class[f"{labeling}_iou"],
