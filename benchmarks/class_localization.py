@@ -32,8 +32,9 @@ class Localization:
         import numpy as np
 
         self.num_classes, self.ignore_value = num_classes, ignore_value
+        self.pixels = 0
         self.sums = {key: np.zeros(num_classes) for key in
-                     ("true", "argmax", "pixels", "inside", "n_inside", "outside", "n_outside", "auc")}
+                     ("true", "argmax", "inside", "n_inside", "outside", "n_outside", "auc")}
 
     def update(self, probabilities, dense_labels):
         """``probabilities`` [B, H, W, K] softmax; ``dense_labels`` [B, H, W] class ids."""
@@ -43,10 +44,10 @@ class Localization:
         argmax = probabilities.argmax(-1)
         for image, labels, predicted in zip(probabilities, dense_labels, argmax):
             valid = labels != self.ignore_value
+            self.pixels += int(valid.sum())
+            self.sums["true"] += np.bincount(labels[valid], minlength=self.num_classes)
+            self.sums["argmax"] += np.bincount(predicted[valid], minlength=self.num_classes)
             for k in range(self.num_classes):
-                self.sums["true"][k] += np.sum(labels[valid] == k)
-                self.sums["argmax"][k] += np.sum(predicted[valid] == k)
-                self.sums["pixels"][k] += np.sum(valid)
                 inside, outside = valid & (labels == k), valid & (labels != k)
                 n_in, n_out = int(inside.sum()), int(outside.sum())
                 if n_in == 0 or n_out == 0:
@@ -64,8 +65,8 @@ class Localization:
         import numpy as np
 
         s, safe = self.sums, lambda x: np.maximum(x, 1)
-        values = {"true_fraction": s["true"] / safe(s["pixels"]),
-                  "argmax_fraction": s["argmax"] / safe(s["pixels"]),
+        values = {"true_fraction": s["true"] / safe(self.pixels),
+                  "argmax_fraction": s["argmax"] / safe(self.pixels),
                   "mean_p_inside": s["inside"] / safe(s["n_inside"]),
                   "mean_p_outside": s["outside"] / safe(s["n_outside"]),
                   "auc": s["auc"] / safe(s["n_inside"])}
@@ -116,16 +117,15 @@ def main():
     rows, results = [], {}
     for run in args.run:
         config, source, figures = score_run(run, num_images)
-        names = list(getattr(source, "class_names", ()) or
-                     (f"class {k}" for k in range(source.num_classes)))
+        names = common.class_names(source)
         results[os.path.abspath(run)] = {"method": config.method, "classes": names, **figures}
         for k, name in enumerate(names):
             rows.append([common.short_path(run), name, figures["true_fraction"][k],
                          figures["argmax_fraction"][k],
                          figures["mean_p_inside"][k], figures["mean_p_outside"][k],
                          figures["auc"][k]])
-    common.print_table(["run", "class", "true share", "argmax share", "mean p inside", "mean p outside",
-                        "AUC"], rows)
+    common.print_table(["run", "class", "true share", "argmax share", "mean p inside",
+                        "mean p outside", "AUC"], rows)
     common.write_json(args.json, {"images": num_images, "runs": results,
                                   "quick": bool(args.quick)})
 

@@ -43,6 +43,12 @@ def short_path(path, parts=3):
     return "/".join(os.path.normpath(path).split(os.sep)[-parts:])
 
 
+def class_names(source):
+    """A data source's class names, ``class 0, class 1, ...`` where it has none."""
+    return list(getattr(source, "class_names", ()) or
+                (f"class {k}" for k in range(source.num_classes)))
+
+
 def print_table(headers, rows):
     """Print rows as an aligned text table."""
     cells = [[str(h) for h in headers]] + [[_format(v) for v in row] for row in rows]

@@ -71,8 +71,7 @@ def main():
     train_source = build_training_data(config.data).train
     if args.quick:
         train_source = SubsetSource(train_source, range(min(64, len(train_source))))
-    names = list(getattr(train_source, "class_names", ()) or
-                 (f"class {k}" for k in range(train_source.num_classes)))
+    names = common.class_names(train_source)
     rows, results = [], {}
     try:
         for path in networks:
