@@ -6,7 +6,8 @@ Cases: batch 12 at 128x128 and 256x256, grayscale and RGB, K = 4 and 21, one
 dense loss runs with its defaults (sigma_rgb 15, sigma_xy 100, scale 0.5);
 the headline case (256x256, K = 4, grayscale) is also timed at full scale to
 compare with the rloss C++ filter (0.19 s full scale, 0.06 s at scale 0.5 on
-2 threads). Growth: grayscale K = 4 from 64x64 to 512x512 (``--quick``: to
+2 threads), and split into stages there (lattice, filtering, calibration,
+the rest of the loss; 21 repeats). Growth: grayscale K = 4 from 64x64 to 512x512 (``--quick``: to
 256x256), with the log-log slope of time against pixels (1 = linear).
 
 Accuracy: the relative error ``|W S - (W S)_exact| / |(W S)_exact|`` of the
@@ -37,7 +38,7 @@ from scipy import ndimage
 
 from keras_regseg.losses.dense_crf import DenseCRFLoss, dense_crf_energy, dense_crf_features
 from keras_regseg.losses.grid_crf import GridCRFLoss
-from keras_regseg.losses.permutohedral import gaussian_filter_bruteforce
+from keras_regseg.losses.permutohedral import PermutohedralLattice, gaussian_filter_bruteforce
 from keras_regseg.losses.targets import pack_targets
 
 BATCH = 12
@@ -84,7 +85,47 @@ def step_time(loss, side, channels, classes, repeats, rng):
         gradient.numpy()
         return float(value)
 
-    return common.median_time(run, repeats, warmup=1)
+    return common.median_time(run, repeats, warmup=2)
+
+
+def stage_times(side, scale_factor, repeats, rng):
+    """Cumulative median seconds of the dense loss's stages on the headline case (gray, K = 4).
+
+    ``lattice``: building the lattice of the filtered image; ``+ filter``: and
+    filtering the K + 1 channels the loss filters (probabilities and the mask);
+    ``+ calibration``: and the exact row sums of the calibration; ``whole loss``:
+    forward + backward of :class:`DenseCRFLoss` (adds the softmax, the resizing,
+    the energy and their gradients).
+    """
+    y_true, logits = batch_case(rng, side, 1, 4)
+    filtered = int(side * scale_factor)
+    images = natural_images(rng, BATCH, filtered, 1)
+    features = dense_crf_features(tf.constant(images), 15.0, 100.0 * scale_factor)
+    values = tf.constant(rng.rand(BATCH, filtered * filtered, 5).astype(np.float32))
+
+    @tf.function
+    def lattice_only(features):
+        lattice = PermutohedralLattice(features)
+        return (lattice.vertex_index, lattice.self_response,
+                lattice.forward_neighbour, lattice.backward_neighbour)
+
+    @tf.function
+    def with_filter(features, values):
+        return PermutohedralLattice(features).filter(values)
+
+    @tf.function
+    def with_calibration(features, values):
+        lattice = PermutohedralLattice(features)
+        filtered_values = lattice.filter(values)
+        return filtered_values, lattice.calibration_scale(filtered_values[..., 4:], values[..., 4:])
+
+    forward_backward = loss_and_gradient(DenseCRFLoss(sigma_xy=100.0, scale_factor=scale_factor))
+    runs = {"lattice": lambda: lattice_only(features),
+            "+ filter": lambda: with_filter(features, values),
+            "+ calibration": lambda: with_calibration(features, values),
+            "whole loss": lambda: forward_backward(y_true, logits)}
+    return {name: common.median_time(lambda: tf.nest.map_structure(np.asarray, run()), repeats, warmup=2)
+            for name, run in runs.items()}
 
 
 def _peak_memory_case(side, classes, queue):
@@ -135,7 +176,7 @@ def relative_error(side, channels, rng, samples=5):
 def main():
     args = common.parser(__doc__.splitlines()[0]).parse_args()
     rng = np.random.RandomState(0)
-    repeats = 3 if args.quick else 5
+    repeats = 3 if args.quick else 11
     # rloss's own settings (the peer measured at them), not the size-relative defaults.
     dense, grid = DenseCRFLoss(sigma_xy=100.0, scale_factor=0.5), GridCRFLoss()
 
@@ -158,6 +199,8 @@ def main():
                 cases.append(dict(row, seconds=timed("dense", side, channels, classes)))
                 grid_cases.append(dict(row, seconds=timed("grid", side, channels, classes)))
     full_scale = timed("dense_full_scale", 256, 1, 4)
+    # The headline case against rloss, by stage, with more repeats than the grid of cases.
+    stages = {str(scale): stage_times(256, scale, 5 if args.quick else 21, rng) for scale in (0.5, 1.0)}
 
     growth = []
     for side in (64, 128, 256) if args.quick else (64, 128, 256, 512):
@@ -182,6 +225,9 @@ def main():
         ["side", "channels", "K", "dense s", "grid s"],
         [[c["side"], c["channels"], c["classes"], c["seconds"], g["seconds"]] for c, g in zip(cases, grid_cases)])
     print(f"\ndense, 256x256, gray, K=4 at full scale (scale_factor 1.0): {full_scale:.3f} s")
+    print(f"\nStages of the headline case (256x256, gray, K=4, batch {BATCH}), cumulative median s "
+          "(rloss C++: 0.06 s at scale 0.5, 0.19 s at 1.0):")
+    common.print_table(["scale"] + list(stages["0.5"]), [[k] + list(v.values()) for k, v in stages.items()])
     print("\nGrowth with image size (gray, K=4):")
     common.print_table(["side", "dense s", "grid s"], [[g["side"], g["seconds"], g["grid_seconds"]] for g in growth])
     print(f"log-log slope vs pixels: dense {slope:.2f}, grid {grid_slope:.2f} (1 = linear)")
@@ -198,6 +244,8 @@ def main():
         "max_relative_error_vs_bruteforce": max(errors.values()),
         "relative_error_vs_bruteforce": errors,
         "dense_full_scale_256_gray_k4_seconds": full_scale,
+        "headline_stages_cumulative_seconds": stages,
+        "rloss_cpp_seconds": {"0.5": 0.06, "1.0": 0.19},
         "growth": growth,
         "growth_loglog_slope": {"dense": slope, "grid": grid_slope},
         "peak_memory": memory,

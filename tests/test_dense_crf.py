@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras_regseg.data.spec import PAD_INDEX
 from keras_regseg.losses.dense_crf import DenseCRFLoss, bilinear_resize, dense_crf_energy, dense_crf_features
 from keras_regseg.losses.permutohedral import (CALIBRATION_POINTS, PermutohedralLattice,
-                                               _embedding_matrix, _exact_rows, _sort_descending,
+                                               _embedding_matrix, _exact_rows, _index_pairs, _sort_columns_descending,
                                                gaussian_filter_bruteforce)
 from keras_regseg.losses.targets import pack_targets
 
@@ -118,9 +118,16 @@ def test_the_sorting_network_sorts_as_top_k_ties_included(columns):
     values[:50, 1] = values[:50, 0]   # ties between two columns
     values[50:80] = 0.0               # a row of equal values
     expected_values, expected_order = tf.math.top_k(values, k=columns)
-    sorted_values, order = _sort_descending(tf.constant(values))
-    np.testing.assert_array_equal(sorted_values.numpy(), expected_values.numpy())
-    np.testing.assert_array_equal(order.numpy(), expected_order.numpy())
+    sorted_values, order = _sort_columns_descending(tf.unstack(tf.constant(values), axis=-1))
+    np.testing.assert_array_equal(tf.stack(sorted_values, -1).numpy(), expected_values.numpy())
+    np.testing.assert_array_equal(tf.stack(order, -1).numpy(), expected_order.numpy())
+
+
+def test_index_pairs_are_the_rows_and_entries_of_a_matrix_r_major():
+    columns = np.array([[5, 0, 7], [2**31 - 1, 3, 1]], np.int32)
+    pairs = _index_pairs(tf.constant(columns)).numpy()
+    assert pairs.dtype == np.int32
+    np.testing.assert_array_equal(pairs, [[0, 5], [1, 2**31 - 1], [0, 0], [1, 3], [0, 7], [1, 1]])
 
 
 def test_lattice_rejects_more_features_than_its_keys_hold():

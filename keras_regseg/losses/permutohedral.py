@@ -51,6 +51,7 @@ True
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -59,6 +60,7 @@ __all__ = ["CALIBRATION_POINTS", "gaussian_filter_bruteforce", "MAX_FEATURES",
            "PermutohedralLattice"]
 
 _MAX_LINEAR_KEY = 2.0**62
+_LOW_WORD_FIRST = sys.byteorder == "little"   # the int32 words of an int64, in memory order
 # The int64 vertex keys hold at most (8 (d + 1) + 1)^d cells (the margins alone): d <= 9.
 MAX_FEATURES = 9
 CALIBRATION_POINTS = 8192
@@ -144,25 +146,30 @@ class PermutohedralLattice:
     # -- construction -----------------------------------------------------------------
 
     def _build(self, f):
+        # Point-wise work runs on columns ([P] vectors, one per coordinate): on [P, d + 1]
+        # arrays, the copies that stack and slice them outweighed the arithmetic.
         d, dp1 = self.d, self.d + 1
-        elevated = tf.matmul(f, tf.constant(_embedding_matrix(d), self.dtype))  # [P, d+1], rows sum to 0
+        features = tf.unstack(f, axis=-1)
+        elevate = _embedding_matrix(d)
+        elevated = [tf.add_n([float(elevate[j, t]) * features[j] for j in range(d) if elevate[j, t]])
+                    for t in range(dp1)]   # rows sum to 0
         # Nearest remainder-0 lattice point, then the enclosing simplex by sorting the residual.
-        rem0 = tf.round(elevated / dp1) * dp1
-        excess = tf.cast(tf.round(tf.reduce_sum(rem0, -1) / dp1), tf.int64)  # rem0 is this far off the plane
-        residual, order = _sort_descending(elevated - rem0)
-        u = residual / dp1
+        rem0 = [tf.round(e / dp1) * dp1 for e in elevated]
+        excess = tf.cast(tf.round(tf.add_n(rem0) / dp1), tf.int64)  # rem0 is this far off the plane
+        residual, order = _sort_columns_descending([e - r for e, r in zip(elevated, rem0)])
+        u = [r / dp1 for r in residual]
         # Adams et al. bring rem0 back onto the plane by moving `excess` coordinates and
         # re-ranking. Equivalently, with no re-ranking: vertex i of the simplex is
         #   rem0 + (d - i - excess) - (d + 1) on the (d - i) smallest coordinates,
         # and its barycentric weight is the gap u_i - u_{i+1} (cyclically: 1 + u_d - u_0).
-        self.barycentric = tf.concat([u[:, :d] - u[:, 1:], 1.0 + u[:, d:] - u[:, :1]], axis=1)  # [P, d+1]
+        barycentric = [u[i] - u[i + 1] for i in range(d)] + [1.0 + u[d] - u[0]]
 
         # Linear int64 keys of the vertices. Keys use the first d coordinates (the last
         # follows from the zero sum); the margin covers every offset used later.
         margin = 4 * dp1
-        coords = tf.cast(rem0[:, :d], tf.int64)
-        low = tf.reduce_min(coords, axis=0) - margin
-        extent = tf.reduce_max(coords, axis=0) - low + margin + 1
+        coords = [tf.cast(r, tf.int64) for r in rem0[:d]]
+        low = tf.stack([tf.reduce_min(c) for c in coords]) - margin
+        extent = tf.stack([tf.reduce_max(c) for c in coords]) - low + margin + 1
         key_space = tf.reduce_prod(tf.cast(extent, tf.float64)) * tf.cast(self.batch, tf.float64)
         tf.debugging.assert_less(
             key_space, tf.constant(_MAX_LINEAR_KEY, tf.float64),
@@ -170,14 +177,16 @@ class PermutohedralLattice:
                     "use larger standard deviations (sigma) or a smaller batch.")
         strides = tf.math.cumprod(extent, exclusive=True)
         image_index = tf.repeat(tf.range(tf.cast(self.batch, tf.int64)), self.points)
-        base = tf.reduce_sum((coords - low) * strides, -1) + image_index * tf.reduce_prod(extent)
+        base = (tf.add_n([(c - low[t]) * strides[t] for t, c in enumerate(coords)])
+                + image_index * tf.reduce_prod(extent))
         stride_sum = tf.reduce_sum(strides)
         strides = tf.concat([strides, [0]], 0)  # coordinate d has no key
 
         # Points share simplices (a few thousand for a batch of images): hash the points by
         # their simplex, then find the vertices of each simplex once.
         point_simplex, representative = self._simplices(base, excess, order, strides, stride_sum)
-        base, excess, order = (tf.gather(x, representative) for x in (base, excess, order))
+        base, excess = tf.gather(base, representative), tf.gather(excess, representative)
+        order = tf.stack([tf.gather(o, representative) for o in order], axis=1)
         # lowest[:, k] = sum of the strides of the k smallest coordinates.
         lowest = tf.cumsum(tf.reverse(tf.gather(strides, order), axis=[1]), axis=1, exclusive=True)
         offset = d - tf.range(dp1, dtype=tf.int64)[None, :] - excess[:, None]
@@ -185,12 +194,12 @@ class PermutohedralLattice:
 
         vertices, index = tf.unique(tf.reshape(keys, [-1]), out_idx=tf.int32)
         self.occupied = tf.shape(vertices)[0]
-        self.vertex_index = tf.gather(tf.reshape(index, [-1, dp1]), point_simplex)  # [P, d+1]
+        simplex_vertices = tf.reshape(index, [-1, dp1])
 
         # Axis steps: +1 on every coordinate and -d on coordinate j (j = d: only +1).
         steps = [stride_sum - dp1 * strides[j] for j in range(dp1)]
         # Grow the vertex set by the half-blur's support; tf.unique keeps first occurrences
-        # in order, so the occupied vertices stay at the front and `vertex_index` stays valid.
+        # in order, so the occupied vertices stay at the front and `simplex_vertices` stays valid.
         for step in steps:
             vertices, _ = tf.unique(tf.concat([vertices, vertices - step], 0), out_idx=tf.int32)
         self.vertices = tf.shape(vertices)[0]
@@ -208,14 +217,32 @@ class PermutohedralLattice:
 
         self.forward_neighbour = [lookup(vertices + step) for step in steps]
         self.backward_neighbour = [lookup(vertices - step) for step in steps]
-        point = tf.repeat(tf.range(tf.shape(f, out_type=tf.int64)[0]), d + 1)
-        self._interpolation = tf.sparse.SparseTensor(
-            tf.stack([point, tf.cast(tf.reshape(self.vertex_index, [-1]), tf.int64)], axis=1),
-            tf.reshape(self.barycentric, [-1]),
-            tf.stack([tf.shape(f, out_type=tf.int64)[0], tf.cast(self.vertices + 1, tf.int64)]))
-        self.self_response = tf.reduce_sum(
-            tf.matmul(self.barycentric, tf.constant(_self_response_matrix(d), self.dtype)) * self.barycentric,
-            axis=-1) * _mass_constant(d)
+        # The [P, vertices + 1] matrix of barycentric weights as the COO triplets of
+        # SparseTensorDenseMatMul, r-major like `barycentric`: entry (p, vertex r of p's simplex).
+        self._interpolation_indices = _index_pairs(tf.gather(simplex_vertices, point_simplex))
+        self._interpolation_values = tf.concat(barycentric, 0)
+        self._interpolation_shape = tf.cast(tf.stack([tf.shape(f)[0], self.vertices + 1]), tf.int64)
+        # sum_{r, r'} b_r G[r, r'] b_r', the lattice's response of each point to itself.
+        response = _self_response_matrix(d)
+        self.self_response = tf.add_n([
+            barycentric[r] * tf.add_n([float(response[r, q]) * barycentric[q] for q in range(dp1)])
+            for r in range(dp1)]) * _mass_constant(d)
+
+    @property
+    def vertex_index(self):
+        """``[P, d + 1]``: the lattice vertices of each point's simplex."""
+        return tf.transpose(tf.reshape(self._interpolation_indices[:, 1], [self.d + 1, -1]))
+
+    @property
+    def barycentric(self):
+        """``[P, d + 1]``: each point's barycentric weights on its simplex's vertices."""
+        return tf.transpose(tf.reshape(self._interpolation_values, [self.d + 1, -1]))
+
+    def _interpolate(self, dense, adjoint):
+        """``A @ dense`` (slice) or ``A^T @ dense`` (splat, ``adjoint``), A the barycentric matrix."""
+        return tf.raw_ops.SparseTensorDenseMatMul(
+            a_indices=self._interpolation_indices, a_values=self._interpolation_values,
+            a_shape=self._interpolation_shape, b=dense, adjoint_a=adjoint)
 
     def _simplices(self, base, excess, order, strides, stride_sum):
         """``(simplex of each point [P], one point of each simplex [S])``.
@@ -225,9 +252,9 @@ class PermutohedralLattice:
         that ``first vertex id * (d + 1)^d + code`` fits in an int64.
         """
         d, dp1 = self.d, self.d + 1
-        first = base + (d - excess) * stride_sum - dp1 * (stride_sum - tf.gather(strides, order[:, 0]))
+        first = base + (d - excess) * stride_sum - dp1 * (stride_sum - tf.gather(strides, order[0]))
         _, first_vertex = tf.unique(first, out_idx=tf.int64)
-        code = tf.reduce_sum(tf.cast(order[:, :d], tf.int64) * dp1 ** tf.range(d, dtype=tf.int64), -1)
+        code = tf.add_n([tf.cast(order[t], tf.int64) * dp1**t for t in range(d)])
         simplices, point_simplex = tf.unique(first_vertex * dp1**d + code, out_idx=tf.int32)
         representative = tf.math.unsorted_segment_min(tf.range(tf.shape(point_simplex)[0]),
                                                       point_simplex, tf.shape(simplices)[0])
@@ -244,12 +271,12 @@ class PermutohedralLattice:
         flat = tf.reshape(values, [-1, channels])
         # Splat and slice are products with the sparse [points, vertices] barycentric matrix:
         # much faster on CPU than segment sums over [points * (d+1), K] products.
-        grid = tf.sparse.sparse_dense_matmul(self._interpolation, flat, adjoint_a=True)
+        grid = self._interpolate(flat, adjoint=True)
         for neighbour in self.forward_neighbour:
             grid = 0.5 * (grid + tf.gather(grid, neighbour))
         for neighbour in reversed(self.backward_neighbour):
             grid = 0.5 * (grid + tf.gather(grid, neighbour))
-        sliced = tf.sparse.sparse_dense_matmul(self._interpolation, grid)
+        sliced = self._interpolate(grid, adjoint=False)
         out = sliced * _mass_constant(self.d) + (1.0 - self.self_response)[:, None] * flat
         return tf.reshape(out, [self.batch, self.points, channels])
 
@@ -278,9 +305,10 @@ class PermutohedralLattice:
         # varies little between neighbouring pixels, so the sums barely move while their
         # cost (samples x points) stops growing with the image.
         stride = tf.maximum(self.points // CALIBRATION_POINTS, 1)
-        kept = self._features[:, ::stride]
-        coverage = tf.cast(self.points, self.dtype) / tf.cast(tf.shape(kept)[1], self.dtype)
-        exact = _exact_rows(sample_features, kept, weights[:, ::stride]) * coverage  # [B, s, 1]
+        kept = tf.range(0, self.points, stride)   # (a gather: strided slicing is slower here)
+        coverage = tf.cast(self.points, self.dtype) / tf.cast(tf.size(kept), self.dtype)
+        exact = _exact_rows(sample_features, tf.gather(self._features, kept, axis=1),
+                            tf.gather(weights, kept, axis=1)) * coverage  # [B, s, 1]
         w_s = tf.gather(weights, index, axis=1)
         numerator = tf.reduce_sum(w_s * (exact - w_s), axis=[1, 2])
         denominator = tf.reduce_sum(w_s * (tf.gather(filtered_weights, index, axis=1) - w_s), axis=[1, 2])
@@ -289,14 +317,27 @@ class PermutohedralLattice:
         return tf.stop_gradient(tf.clip_by_value(scale, 0.5, 2.0))
 
 
-def _sort_descending(values):
-    """``(values sorted descending along the last axis, their indices)``, ties in index order:
-    ``tf.math.top_k(values, k=n)`` for the few columns (n = d + 1) of lattice points.
+def _index_pairs(columns):
+    """``[P * m, 2]`` int32 pairs ``(p, columns[p, r])``, r-major, for int32 ``columns`` [P, m] >= 0.
+
+    Each pair is written as one int64 and reinterpreted as two int32 words: a
+    quarter of the time of stacking the two halves (an interleaving copy).
+    """
+    point_shift, column_shift = (0, 32) if _LOW_WORD_FIRST else (32, 0)
+    point = tf.bitwise.left_shift(tf.range(tf.shape(columns, out_type=tf.int64)[0]), point_shift)
+    column = tf.bitwise.left_shift(tf.cast(tf.transpose(columns), tf.int64), column_shift)
+    return tf.reshape(tf.bitcast(column + point[None, :], tf.int32), [-1, 2])
+
+
+def _sort_columns_descending(columns):
+    """The rows of ``columns`` (a list of d + 1 equal-shape tensors) sorted descending, ties in
+    column order: ``tf.math.top_k(tf.stack(columns, -1), k=d + 1)`` as lists of columns
+    ``(sorted values, int32 indices)``.
 
     An odd-even transposition network of elementwise ops on whole columns, faster
     than ``top_k``'s row-by-row sort when the rows are this short.
     """
-    columns = tf.unstack(values, axis=-1)
+    columns = list(columns)
     indices = [tf.fill(tf.shape(columns[0]), tf.constant(i, tf.int32)) for i in range(len(columns))]
     for round_ in range(len(columns)):
         for i in range(round_ % 2, len(columns) - 1, 2):
@@ -306,7 +347,7 @@ def _sort_descending(values):
                                           tf.minimum(columns[i], columns[i + 1]))
             indices[i], indices[i + 1] = (tf.where(swap, indices[i + 1], indices[i]),
                                           tf.where(swap, indices[i], indices[i + 1]))
-    return tf.stack(columns, axis=-1), tf.stack(indices, axis=-1)
+    return columns, indices
 
 
 def _minus_half_square(x):
