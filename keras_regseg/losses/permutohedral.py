@@ -248,8 +248,9 @@ class PermutohedralLattice:
         """``(simplex of each point [P], one point of each simplex [S])``.
 
         A simplex is its first vertex (the key of vertex 0) and the order of the
-        point's residual coordinates, coded below ``(d + 1)^d < 2^31`` (d <= 9), so
-        that ``first vertex id * (d + 1)^d + code`` fits in an int64.
+        point's residual coordinates (``order``: d + 1 index columns, largest
+        residual first), coded below ``(d + 1)^d < 2^31`` (d <= 9), so that
+        ``first vertex id * (d + 1)^d + code`` fits in an int64.
         """
         d, dp1 = self.d, self.d + 1
         first = base + (d - excess) * stride_sum - dp1 * (stride_sum - tf.gather(strides, order[0]))
