@@ -7,8 +7,9 @@ dense loss runs with its defaults (sigma_rgb 15, sigma_xy 100, scale 0.5);
 the headline case (256x256, K = 4, grayscale) is also timed at full scale to
 compare with the rloss C++ filter (0.19 s full scale, 0.06 s at scale 0.5 on
 2 threads), and split into stages there (lattice, filtering, calibration,
-the rest of the loss; 21 repeats). Growth: grayscale K = 4 from 64x64 to 512x512 (``--quick``: to
-256x256), with the log-log slope of time against pixels (1 = linear).
+the rest of the loss; 21 repeats). Growth: grayscale K = 4 from 64x64 to
+512x512 (``--quick``: to 256x256), with the log-log slope of time against
+pixels (1 = linear).
 
 Accuracy: the relative error ``|W S - (W S)_exact| / |(W S)_exact|`` of the
 operator the loss uses (read from its gradient, ``-2 W S``) against the O(N^2)

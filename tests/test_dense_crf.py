@@ -9,8 +9,8 @@ import tensorflow as tf
 from keras_regseg.data.spec import PAD_INDEX
 from keras_regseg.losses.dense_crf import DenseCRFLoss, bilinear_resize, dense_crf_energy, dense_crf_features
 from keras_regseg.losses.permutohedral import (CALIBRATION_POINTS, PermutohedralLattice,
-                                               _embedding_matrix, _exact_rows, _index_pairs, _sort_columns_descending,
-                                               gaussian_filter_bruteforce)
+                                               _embedding_matrix, _exact_rows, _index_pairs,
+                                               _sort_columns_descending, gaussian_filter_bruteforce)
 from keras_regseg.losses.targets import pack_targets
 
 RNG = np.random.RandomState(0)

@@ -152,7 +152,7 @@ class PermutohedralLattice:
         features = tf.unstack(f, axis=-1)
         elevate = _embedding_matrix(d)
         elevated = [tf.add_n([float(elevate[j, t]) * features[j] for j in range(d) if elevate[j, t]])
-                    for t in range(dp1)]   # rows sum to 0
+                    for t in range(dp1)]   # the d + 1 columns sum to 0 on every row
         # Nearest remainder-0 lattice point, then the enclosing simplex by sorting the residual.
         rem0 = [tf.round(e / dp1) * dp1 for e in elevated]
         excess = tf.cast(tf.round(tf.add_n(rem0) / dp1), tf.int64)  # rem0 is this far off the plane
